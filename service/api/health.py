@@ -1,0 +1,43 @@
+"""GET /health (liveness) and GET /ready (PostgreSQL and the engine answer)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from litestar import Response, get
+from litestar.datastructures import State
+
+from service import db
+from service.models import Health
+from service.search.engine import SearchEngine
+
+
+@get("/health", summary="Liveness", tags=["health"])
+async def health() -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+async def _database_ok(pool: db.Pool) -> bool:
+    try:
+        async with pool.acquire(timeout=2) as conn:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=2)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    return True
+
+
+@get("/ready", summary="Readiness", tags=["health"])
+async def ready(state: State, engine: SearchEngine) -> Response[Health]:
+    """200 when PostgreSQL and the search engine answer, 503 otherwise."""
+    database_ok, engine_ok = await asyncio.gather(_database_ok(state.pool), engine.ping())
+    checks = {
+        "database": "ok" if database_ok else "unavailable",
+        f"engine:{engine.name}": "ok" if engine_ok else "unavailable",
+    }
+    healthy = database_ok and engine_ok
+    return Response(
+        Health(status="ok" if healthy else "unavailable", checks=checks),
+        status_code=200 if healthy else 503,
+    )

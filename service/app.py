@@ -1,0 +1,83 @@
+"""The Litestar application, wired explicitly: nothing is built at import time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from service import db
+from service.api import health, papers, search, topics
+from service.api.deps import provide_connection, provide_engine
+from service.api.problems import handle_http_exception, handle_internal_error
+from service.config import Settings, load_settings
+from service.embedded import resolve_database_url
+from service.logs import access_log_middleware
+from service.search.engine import SearchEngine
+from service.search.postgres import PostgresEngine
+
+API_VERSION = "1.0.0"
+
+
+def build_engine(settings: Settings, pool: db.Pool) -> SearchEngine:
+    """The search engine for these settings."""
+    return PostgresEngine(pool)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The API for these settings (default: read from the environment)."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        url, server = settings.database_url, None
+        if url is None:
+            url, server = await asyncio.to_thread(resolve_database_url, settings)
+        pool = await db.create_pool(
+            url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        )
+        engine = build_engine(settings, pool)
+        app.state.pool, app.state.engine, app.state.embedded = pool, engine, server
+        try:
+            yield
+        finally:
+            await engine.close()
+            await pool.close()
+
+    exception_handlers: dict[Any, Any] = {
+        HTTPException: handle_http_exception,
+        Exception: handle_internal_error,
+    }
+    return Litestar(
+        route_handlers=[
+            papers.get_paper,
+            papers.list_papers,
+            search.search,
+            topics.list_topics,
+            health.health,
+            health.ready,
+        ],
+        dependencies={
+            "conn": Provide(provide_connection),
+            "engine": Provide(provide_engine, sync_to_thread=False),
+        },
+        lifespan=[lifespan],
+        middleware=[access_log_middleware],
+        exception_handlers=exception_handlers,
+        openapi_config=OpenAPIConfig(
+            title="Papers API",
+            version=API_VERSION,
+            description=(
+                "Search research papers, browse them by topic, and fetch one paper's JSON. "
+                "Errors are RFC 9457 problem+json."
+            ),
+            path="/schema",
+        ),
+        debug=False,
+    )

@@ -1,0 +1,1 @@
+"""Ingest: parsing source files, topic classification and loading papers."""

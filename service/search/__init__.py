@@ -1,0 +1,1 @@
+"""Search engines behind one contract: PostgreSQL full-text and Meilisearch."""
