@@ -79,5 +79,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             path="/schema",
         ),
+        logging_config=None,
         debug=False,
     )

@@ -16,7 +16,8 @@ SNIFF_BYTES = 4096
 
 def detect_format(path: Path) -> str:
     """The format of a file, from its first bytes."""
-    head = path.open("rb").read(SNIFF_BYTES).decode("utf-8", errors="replace")
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace")
     if looks_like_listing(head.replace("\r\n", "\n")):
         return "listing"
     raise ParseError(path, 1, f"unrecognised format; pass --format ({', '.join(PARSERS)})")

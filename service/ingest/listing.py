@@ -67,9 +67,9 @@ def is_chrome(text: str) -> bool:
 
 
 def looks_like_listing(head: str) -> bool:
-    """Cheap content sniffing for format detection: the first paragraphs are page chrome."""
-    paragraphs = [p.strip() for p in head.split("\n\n") if p.strip()][:3]
-    return bool(paragraphs) and all(is_chrome(p) for p in paragraphs)
+    """Cheap content sniffing for format detection: plain paragraphs of text, not JSON or XML."""
+    stripped = head.lstrip("\ufeff \t\r\n")
+    return bool(stripped) and stripped[0] not in "{[<"
 
 
 def parse_listing(path: Path, display_name: str | None = None) -> Iterator[PaperRecord]:
@@ -109,13 +109,17 @@ def parse_listing(path: Path, display_name: str | None = None) -> Iterator[Paper
         raise ParseError(path, 1, "no papers found: expected title and abstract paragraphs")
 
 
+_SENTENCE_BREAK = re.compile(r"[.!?] [A-Z]")
+
+
 def _check_title(path: Path, paragraph: Paragraph) -> None:
-    if len(paragraph.text) > TITLE_MAX:
+    # Titles are one short line; an abstract that lost its title is long or has several sentences.
+    if len(paragraph.text) > TITLE_MAX or len(_SENTENCE_BREAK.findall(paragraph.text)) >= 2:
         raise ParseError(
             path,
             paragraph.line,
-            f"expected a paper title (at most {TITLE_MAX} characters) but found a paragraph of "
-            f"{len(paragraph.text)} characters; is a title missing before this abstract?",
+            f"expected a paper title (one line of at most {TITLE_MAX} characters) but found "
+            f"{len(paragraph.text)} characters of prose; is a title missing before this abstract?",
         )
 
 

@@ -28,7 +28,7 @@ import msgspec
 TITLE_WEIGHT = 3.0
 ABSTRACT_CAP = 3
 MIN_EVIDENCE = 3.0
-RELATIVE_CUTOFF = 0.4
+RELATIVE_CUTOFF = 0.3
 MAX_TOPICS = 3
 # evidence / (evidence + SCORE_HALF) maps evidence onto (0, 1): a lone title hit scores 0.33.
 SCORE_HALF = 6.0
@@ -75,7 +75,7 @@ def normalize(text: str) -> str:
 
 
 def load_taxonomy(path: Path) -> tuple[TopicDefinition, ...]:
-    """Read and validate a topics TOML file; raise `TaxonomyError` naming the file on any problem."""
+    """Read and validate a topics TOML file; raise `TaxonomyError` naming the file if unusable."""
     try:
         with path.open("rb") as handle:
             raw = tomllib.load(handle)
@@ -158,42 +158,52 @@ def _compile(taxonomy: tuple[TopicDefinition, ...]) -> tuple[_CompiledTopic, ...
     )
 
 
-def _evidence(topic: _CompiledTopic, title: str, abstract: str) -> float:
+def _evidence(topic: _CompiledTopic, title: str, abstract: str) -> tuple[float, float]:
+    """(total evidence, part of it from the title) for one topic on normalized text."""
     if topic.cut is not None:
         title = topic.cut.sub(_CUT, title)
         abstract = topic.cut.sub(_CUT, abstract)
-    title_hits = {m.group("p") for m in topic.match.finditer(title)}
+    title_points = TITLE_WEIGHT * len({m.group("p") for m in topic.match.finditer(title)})
     abstract_hits: dict[str, int] = {}
     for m in topic.match.finditer(abstract):
         abstract_hits[m.group("p")] = abstract_hits.get(m.group("p"), 0) + 1
-    return TITLE_WEIGHT * len(title_hits) + sum(
-        min(count, ABSTRACT_CAP) for count in abstract_hits.values()
-    )
+    abstract_points = sum(min(count, ABSTRACT_CAP) for count in abstract_hits.values())
+    return title_points + abstract_points, title_points
+
+
+def _all_evidence(
+    title: str, abstract: str, taxonomy: Sequence[TopicDefinition]
+) -> list[tuple[str, float, float]]:
+    compiled = _compile(taxonomy if isinstance(taxonomy, tuple) else tuple(taxonomy))
+    norm_title, norm_abstract = normalize(title), normalize(abstract)
+    return [(topic.slug, *_evidence(topic, norm_title, norm_abstract)) for topic in compiled]
 
 
 def topic_evidence(
     title: str, abstract: str, taxonomy: Sequence[TopicDefinition]
 ) -> dict[str, float]:
-    """Raw evidence per topic slug before thresholds (for tuning the taxonomy and debugging)."""
-    compiled = _compile(tuple(taxonomy))
-    norm_title, norm_abstract = normalize(title), normalize(abstract)
-    return {topic.slug: _evidence(topic, norm_title, norm_abstract) for topic in compiled}
+    """Raw evidence per topic slug before any threshold (for tuning the taxonomy and debugging)."""
+    return {slug: total for slug, total, _ in _all_evidence(title, abstract, taxonomy)}
 
 
 def classify(
     title: str, abstract: str, taxonomy: Sequence[TopicDefinition]
 ) -> list[TopicAssignment]:
-    """0 to 3 topics for a paper, best first; a paper that fits nothing gets []. Deterministic."""
-    evidence = topic_evidence(title, abstract, taxonomy)
+    """0 to 3 topics for a paper, best first; a paper that fits nothing gets []. Deterministic.
+
+    A topic needs `MIN_EVIDENCE`, and either `RELATIVE_CUTOFF` of the best topic's evidence or a
+    title hit corroborated by the abstract. Ties keep taxonomy order.
+    """
+    evidence = _all_evidence(title, abstract, taxonomy)
     ranked = sorted(
-        ((value, index, slug) for index, (slug, value) in enumerate(evidence.items())),
-        key=lambda item: (-item[0], item[1]),
+        (item for item in evidence if item[1] >= MIN_EVIDENCE),
+        key=lambda item: -item[1],  # stable sort: ties keep taxonomy order
     )
-    if not ranked or ranked[0][0] < MIN_EVIDENCE:
+    if not ranked:
         return []
-    floor = max(MIN_EVIDENCE, RELATIVE_CUTOFF * ranked[0][0])
+    floor = RELATIVE_CUTOFF * ranked[0][1]
     return [
-        TopicAssignment(slug=slug, score=round(value / (value + SCORE_HALF), 3), method=METHOD)
-        for value, _, slug in ranked[:MAX_TOPICS]
-        if value >= floor
-    ]
+        TopicAssignment(slug=slug, score=round(total / (total + SCORE_HALF), 3), method=METHOD)
+        for slug, total, title_points in ranked
+        if total >= floor or 0 < title_points < total
+    ][:MAX_TOPICS]

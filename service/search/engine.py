@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -42,6 +42,7 @@ class EngineUnavailableError(RuntimeError):
     """The engine cannot answer right now (down, too slow, or a server-side error)."""
 
 
+@runtime_checkable
 class SearchEngine(Protocol):
     """A search engine over the papers held in PostgreSQL."""
 
