@@ -32,7 +32,9 @@ def sqlalchemy_url(url: str) -> str:
 def database_url() -> str:
     url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        raise RuntimeError("no database URL given to alembic (set DATABASE_URL or use `papers migrate`)")
+        raise RuntimeError(
+            "no database URL given to alembic (set DATABASE_URL or use `papers migrate`)"
+        )
     return sqlalchemy_url(str(url))
 
 

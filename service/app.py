@@ -36,9 +36,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        url, server = settings.database_url, None
-        if url is None:
-            url, server = await asyncio.to_thread(resolve_database_url, settings)
+        url, server = await asyncio.to_thread(resolve_database_url, settings)
         pool = await db.create_pool(
             url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )

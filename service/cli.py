@@ -38,7 +38,9 @@ def print_summary(summary: LoadSummary) -> None:
     """What a load did, for a person at a terminal."""
     print(summary.describe())
     for rejected in summary.rejected:
-        print(f"  rejected {rejected.file} #{rejected.position}: {rejected.field}: {rejected.reason}")
+        print(
+            f"  rejected {rejected.file} #{rejected.position}: {rejected.field}: {rejected.reason}"
+        )
     if summary.without_topic:
         print(f"  {len(summary.without_topic)} paper(s) fit no topic:")
         for title in summary.without_topic:

@@ -82,7 +82,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     log_level = env.get("PAPERS_LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ConfigError(f"PAPERS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+        raise ConfigError(
+            f"PAPERS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}"
+        )
     pool_min = _int(env, "PAPERS_POOL_MIN_SIZE", 1, 0, 1000)
     pool_max = _int(env, "PAPERS_POOL_MAX_SIZE", 10, 1, 1000)
     if pool_min > pool_max:

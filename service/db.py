@@ -16,7 +16,11 @@ import msgspec
 from service.models import Paper, Topic
 
 if TYPE_CHECKING:
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection: TypeAlias = (
+        asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    )
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
 else:  # asyncpg's classes are not generic at run time; Litestar resolves these annotations
     Connection = asyncpg.Connection
@@ -41,7 +45,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Poo
     pool = await asyncpg.create_pool(
         url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
     )
-    assert pool is not None
+    if pool is None:  # only when created without being awaited
+        raise RuntimeError("asyncpg returned no pool")
     return pool
 
 
@@ -258,11 +263,9 @@ _BROWSE_TOPIC_FILTER: Final[LiteralString] = """
     ($1::text[] IS NULL OR EXISTS (
         SELECT 1 FROM paper_topics pt WHERE pt.paper_id = p.id AND pt.topic_slug = ANY($1::text[])))
 """
-_TITLE_HEADLINE: Final[LiteralString] = (
-    "'HighlightAll=true, StartSel=<mark>, StopSel=</mark>'"
-)
+_TITLE_HEADLINE: Final[LiteralString] = "'HighlightAll=true, StartSel=<mark>, StopSel=</mark>'"
 _ABSTRACT_HEADLINE: Final[LiteralString] = (
-    "'MaxFragments=2, MaxWords=30, MinWords=15, FragmentDelimiter=\" … \", "
+    '\'MaxFragments=2, MaxWords=30, MinWords=15, FragmentDelimiter=" … ", '
     "StartSel=<mark>, StopSel=</mark>'"
 )
 
@@ -276,7 +279,9 @@ async def count_exact_matches(conn: Connection, q: str) -> int:
     return count
 
 
-async def similar_terms(conn: Connection, words: Sequence[str], per_word: int) -> dict[str, list[str]]:
+async def similar_terms(
+    conn: Connection, words: Sequence[str], per_word: int
+) -> dict[str, list[str]]:
     """For each word, the indexed words closest to it by trigram similarity, best first."""
     records = await conn.fetch(
         """SELECT w.word, coalesce(array_agg(c.term ORDER BY c.sim DESC, c.term)
@@ -295,7 +300,12 @@ async def similar_terms(conn: Connection, words: Sequence[str], per_word: int) -
 
 
 async def search_page(
-    conn: Connection, q: str, expanded: str | None, topics: list[str] | None, limit: int, offset: int
+    conn: Connection,
+    q: str,
+    expanded: str | None,
+    topics: list[str] | None,
+    limit: int,
+    offset: int,
 ) -> list[asyncpg.Record]:
     """A page of matching papers, best first, with highlighted title and abstract."""
     return await conn.fetch(
@@ -322,7 +332,9 @@ async def search_page(
     )
 
 
-async def search_total(conn: Connection, q: str, expanded: str | None, topics: list[str] | None) -> int:
+async def search_total(
+    conn: Connection, q: str, expanded: str | None, topics: list[str] | None
+) -> int:
     """How many papers match, with the topic filter."""
     total: int = await conn.fetchval(
         f"""{_MATCH}

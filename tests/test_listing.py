@@ -45,7 +45,9 @@ def test_links_are_extracted_without_trailing_punctuation() -> None:
         "GEAR: An Efficient KV Cache Compression Recipefor Near-Lossless Generative Inference of LLM"
     ]
     assert gear.links.code == ["https://github.com/HaoKang-Timmy/GEAR"]
-    mexa = by_title["MEXA: Multilingual Evaluation of English-Centric LLMs via Cross-Lingual Alignment"]
+    mexa = by_title[
+        "MEXA: Multilingual Evaluation of English-Centric LLMs via Cross-Lingual Alignment"
+    ]
     assert mexa.links.project == ["https://huggingface.co/spaces/cis-lmu/Mexa"]
     assert mexa.links.code == ["https://github.com/cisnlp/Mexa"]
     chatglm = next(r for t, r in by_title.items() if t.startswith("ChatGLM"))
@@ -110,7 +112,9 @@ def test_unrecognised_file_is_refused_by_detection(tmp_path: Path) -> None:
 
 
 def test_wrapped_paragraphs_are_joined(tmp_path: Path) -> None:
-    path = write(tmp_path / "wrapped.txt", _listing("A Long\nTitle", ABSTRACT.strip() + "\nmore words here."))
+    path = write(
+        tmp_path / "wrapped.txt", _listing("A Long\nTitle", ABSTRACT.strip() + "\nmore words here.")
+    )
     (record,) = parse_listing(path)
     assert record.title == "A Long Title"
     assert record.abstract.endswith("in depth. more words here.")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -35,7 +37,10 @@ async def test_first_load_inserts_all_seed_papers(empty_conn: db.Connection) -> 
     assert (summary.read, summary.inserted, summary.updated, summary.unchanged) == (77, 77, 0, 0)
     assert summary.rejected == []
     paragraphs = seed_paragraphs()
-    stored = {r["title"]: r["abstract"] for r in await empty_conn.fetch("SELECT title, abstract FROM papers")}
+    stored = {
+        r["title"]: r["abstract"]
+        for r in await empty_conn.fetch("SELECT title, abstract FROM papers")
+    }
     assert stored == dict(zip(paragraphs[5::2], paragraphs[6::2], strict=True))
 
 
@@ -45,7 +50,9 @@ async def test_every_seed_paper_has_one_to_three_topics(conn: db.Connection) -> 
            LEFT JOIN paper_topics pt ON pt.paper_id = p.id GROUP BY p.id"""
     )
     assert len(counts) == 77
-    assert all(1 <= r["n"] <= 3 for r in counts), [r["title"] for r in counts if not 1 <= r["n"] <= 3]
+    assert all(1 <= r["n"] <= 3 for r in counts), [
+        r["title"] for r in counts if not 1 <= r["n"] <= 3
+    ]
 
 
 async def test_second_load_changes_nothing(conn: db.Connection) -> None:
@@ -60,7 +67,9 @@ async def test_changed_abstract_updates_one_paper_and_moves_only_its_updated_at(
 ) -> None:
     before = {row[0]: row for row in await _snapshot(conn)}
     edited = _edited_seed(
-        tmp_path, SEED_LISTING.name, "the capacity density of LLMs doubles approximately every three months",
+        tmp_path,
+        SEED_LISTING.name,
+        "the capacity density of LLMs doubles approximately every three months",
         "the capacity density of LLMs doubles approximately every hundred days",
     )
     summary = await load_files(conn, [edited], TAXONOMY)
@@ -70,15 +79,20 @@ async def test_changed_abstract_updates_one_paper_and_moves_only_its_updated_at(
     assert changed == ["densing-law-of-llms"]
     old, new = before["densing-law-of-llms"], after["densing-law-of-llms"]
     assert new[4] == old[4]  # created_at kept
-    assert new[5] > old[5]  # updated_at moved
+    assert cast("datetime", new[5]) > cast("datetime", old[5])  # updated_at moved
     assert "every hundred days" in str(new[2])
 
 
-async def test_failure_midway_leaves_database_as_it_was(conn: db.Connection, tmp_path: Path) -> None:
+async def test_failure_midway_leaves_database_as_it_was(
+    conn: db.Connection, tmp_path: Path
+) -> None:
     before = await _snapshot(conn)
     # Every paper parses and is written before the broken tail is reached.
     broken = _edited_seed(
-        tmp_path, "broken.txt", "Densing Law of LLMs", "Densing Law of LLMs, Revised",
+        tmp_path,
+        "broken.txt",
+        "Densing Law of LLMs",
+        "Densing Law of LLMs, Revised",
         tail="\n\nA title with no abstract\n",
     )
     with pytest.raises(ParseError) as caught:
@@ -88,7 +102,9 @@ async def test_failure_midway_leaves_database_as_it_was(conn: db.Connection, tmp
     assert await _snapshot(conn) == before
 
 
-async def test_failure_in_second_file_rolls_back_the_first(empty_conn: db.Connection, tmp_path: Path) -> None:
+async def test_failure_in_second_file_rolls_back_the_first(
+    empty_conn: db.Connection, tmp_path: Path
+) -> None:
     bad = write(tmp_path / "bad.txt", "new\n\nSubscribe\n\nOnly a title\n")
     with pytest.raises(ParseError, match=r"bad\.txt:5"):
         await load_files(empty_conn, [SEED_LISTING, bad], TAXONOMY)
@@ -128,7 +144,9 @@ async def test_colliding_slugs_get_a_suffix(empty_conn: db.Connection, tmp_path:
 async def test_paper_fitting_no_topic_gets_none_and_is_reported(
     empty_conn: db.Connection, tmp_path: Path
 ) -> None:
-    abstract = "We bake sourdough bread with a long cold fermentation and compare crumb structure. " * 2
+    abstract = (
+        "We bake sourdough bread with a long cold fermentation and compare crumb structure. " * 2
+    )
     path = write(tmp_path / "bread.txt", f"new\n\nSourdough Crumb Study\n\n{abstract}\n")
     summary = await load_files(empty_conn, [path], TAXONOMY)
     assert summary.without_topic == ["Sourdough Crumb Study"]
@@ -139,7 +157,11 @@ def _papers_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[st
     env = {**os.environ, "DATABASE_URL": database_url, "PAPERS_LOG_LEVEL": "WARNING"}
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 

@@ -38,5 +38,8 @@ def test_classify_links_by_host() -> None:
     assert links.code == ["https://github.com/a/b"]
     assert links.datasets == ["https://huggingface.co/datasets/x/y"]
     assert links.models == ["https://huggingface.co/org/model"]
-    assert links.project == ["https://huggingface.co/spaces/org/demo", "https://example.org/project"]
+    assert links.project == [
+        "https://huggingface.co/spaces/org/demo",
+        "https://example.org/project",
+    ]
     assert links.pdf == ["https://arxiv.org/pdf/2401.00001"]

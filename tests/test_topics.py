@@ -122,7 +122,7 @@ SPOT_CHECKS: list[tuple[str, set[str], set[str]]] = [
     ("Instruction-tuning Aligns LLMs to the Human Brain", {"human-cognition"}, {"alignment"}),
     ("ZIP-FIT:", {"instruction-tuning"}, {"alignment"}),
     ("Varco Arena:", {"evaluation"}, {"alignment"}),
-    ("EvoCodeBench:", {"evaluation", "code-math-tools"}, {"alignment"}),
+    ("EvoCodeBench:", {"evaluation", "reasoning-code-tools"}, {"alignment"}),
     ("Dated Data:", {"instruction-tuning"}, {"alignment"}),
     ("APE: Faster and Longer", {"in-context-learning"}, {"alignment"}),
     ("Improving In-context Learning via Bidirectional", {"in-context-learning"}, {"alignment"}),

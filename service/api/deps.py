@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from service import db
 from service.search.engine import SearchEngine
@@ -21,3 +22,10 @@ def provide_engine(state: State) -> SearchEngine:
     """The app's search engine."""
     engine: SearchEngine = state.engine
     return engine
+
+
+Conn = NamedDependency[db.Connection]
+"""A handler parameter `conn: Conn` receives a pooled connection."""
+
+Engine = NamedDependency[SearchEngine]
+"""A handler parameter `engine: Engine` receives the search engine."""

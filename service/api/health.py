@@ -9,8 +9,8 @@ from litestar import Response, get
 from litestar.datastructures import State
 
 from service import db
+from service.api.deps import Engine
 from service.models import Health
-from service.search.engine import SearchEngine
 
 
 @get("/health", summary="Liveness", tags=["health"])
@@ -29,7 +29,7 @@ async def _database_ok(pool: db.Pool) -> bool:
 
 
 @get("/ready", summary="Readiness", tags=["health"])
-async def ready(state: State, engine: SearchEngine) -> Response[Health]:
+async def ready(state: State, engine: Engine) -> Response[Health]:
     """200 when PostgreSQL and the search engine answer, 503 otherwise."""
     database_ok, engine_ok = await asyncio.gather(_database_ok(state.pool), engine.ping())
     checks = {

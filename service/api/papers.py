@@ -10,6 +10,7 @@ from litestar.params import Parameter
 
 from service import db
 from service.api.cursor import decode_cursor, encode_cursor
+from service.api.deps import Conn
 from service.api.problems import BadParameter
 from service.models import Paper, PaperPage
 
@@ -25,7 +26,7 @@ async def check_topic(conn: db.Connection, name: str, topics: list[str]) -> None
 
 @get("/v1/papers/{paper_id:str}", summary="One paper", tags=["papers"])
 async def get_paper(
-    conn: db.Connection,
+    conn: Conn,
     paper_id: Annotated[str, Parameter(description="The paper's id (a slug).")],
 ) -> Paper:
     """The per-paper JSON. 404 problem when the id is unknown."""
@@ -37,7 +38,7 @@ async def get_paper(
 
 @get("/v1/papers", summary="List papers", tags=["papers"])
 async def list_papers(
-    conn: db.Connection,
+    conn: Conn,
     topic: Annotated[str | None, Parameter(description="Only papers with this topic slug.")] = None,
     limit: Limit = 20,
     cursor: Annotated[

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from service.models import InvalidParam, Problem
@@ -66,7 +66,9 @@ def _invalid_params(extra: Any) -> list[InvalidParam]:
     if isinstance(extra, list):
         for item in extra:
             if isinstance(item, dict) and item.get("key"):
-                params.append(InvalidParam(name=str(item["key"]), reason=str(item.get("message", ""))))
+                params.append(
+                    InvalidParam(name=str(item["key"]), reason=str(item.get("message", "")))
+                )
     return params
 
 
@@ -76,14 +78,11 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     if isinstance(exc, ValidationException):
         params = _invalid_params(exc.extra)
         names = ", ".join(p.name for p in params)
-        detail = (
-            "; ".join(f"{p.name}: {p.reason}" for p in params)
-            if params
-            else str(exc.detail)
-        )
+        detail = "; ".join(f"{p.name}: {p.reason}" for p in params) if params else str(exc.detail)
         return problem_response(
             400,
-            f"Invalid request parameter{'s' if len(params) > 1 else ''}" + (f": {names}" if names else ""),
+            f"Invalid request parameter{'s' if len(params) > 1 else ''}"
+            + (f": {names}" if names else ""),
             detail,
             request.url.path,
             params or None,

@@ -8,10 +8,10 @@ from typing import Annotated
 from litestar import get
 from litestar.params import Parameter
 
-from service import db
+from service.api.deps import Conn, Engine
 from service.api.papers import check_topic
 from service.models import SearchFacets, SearchResponse
-from service.search.engine import SearchEngine, SearchQuery
+from service.search.engine import SearchQuery
 
 MAX_QUERY_LENGTH = 500
 MAX_OFFSET = 10_000
@@ -19,8 +19,8 @@ MAX_OFFSET = 10_000
 
 @get("/v1/search", summary="Full-text search", tags=["search"])
 async def search(
-    conn: db.Connection,
-    engine: SearchEngine,
+    conn: Conn,
+    engine: Engine,
     q: Annotated[
         str,
         Parameter(
@@ -49,7 +49,9 @@ async def search(
     topics = tuple(dict.fromkeys(topic or ()))
     if topics:
         await check_topic(conn, "topic", list(topics))
-    result = await engine.search(SearchQuery(q=q.strip(), topics=topics, limit=limit, offset=offset))
+    result = await engine.search(
+        SearchQuery(q=q.strip(), topics=topics, limit=limit, offset=offset)
+    )
     return SearchResponse(
         query=q,
         engine=result.engine,

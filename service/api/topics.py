@@ -8,18 +8,21 @@ from litestar import get
 from litestar.params import Parameter
 
 from service import db
+from service.api.deps import Conn, Engine
 from service.api.search import MAX_QUERY_LENGTH
 from service.models import Topic, TopicList
-from service.search.engine import SearchEngine, SearchQuery
+from service.search.engine import SearchQuery
 
 
 @get("/v1/topics", summary="Topics with counts", tags=["topics"])
 async def list_topics(
-    conn: db.Connection,
-    engine: SearchEngine,
+    conn: Conn,
+    engine: Engine,
     q: Annotated[
         str | None,
-        Parameter(description="Count only papers matching this query.", max_length=MAX_QUERY_LENGTH),
+        Parameter(
+            description="Count only papers matching this query.", max_length=MAX_QUERY_LENGTH
+        ),
     ] = None,
 ) -> TopicList:
     """Every topic of the taxonomy with its paper count (for `q`, the count of matching papers)."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from service.ingest.listing import looks_like_listing, parse_listing
-from service.ingest.records import ParseError, PaperRecord
+from service.ingest.records import PaperRecord, ParseError
 
 Parser = Callable[[Path, str | None], Iterator[PaperRecord]]
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from service.ingest.records import ParseError, PaperRecord
+from service.ingest.records import PaperRecord, ParseError
 from service.ingest.text import classify_links, find_urls
 from service.models import Source
 
@@ -49,7 +49,9 @@ def read_paragraphs(path: Path) -> Iterator[Paragraph]:
             try:
                 line = raw.decode("utf-8").strip()
             except UnicodeDecodeError as error:
-                raise ParseError(path, number, f"invalid UTF-8 at byte {error.start} of the line") from None
+                raise ParseError(
+                    path, number, f"invalid UTF-8 at byte {error.start} of the line"
+                ) from None
             if line:
                 if not lines:
                     start = number

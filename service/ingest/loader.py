@@ -126,7 +126,9 @@ async def load_records(
     async with conn.transaction():
         await db.lock_for_load(conn)
         await db.sync_topics(conn, [(t.slug, t.label, t.description) for t in taxonomy])
-        seen: dict[str, tuple[str, str]] = {}  # identity -> (id, hash) for papers already in this load
+        seen: dict[
+            str, tuple[str, str]
+        ] = {}  # identity -> (id, hash) for papers already in this load
         for batch in _batches(records, BATCH_SIZE):
             await _load_batch(conn, batch, taxonomy, summary, seen)
     return summary
@@ -156,7 +158,12 @@ async def _load_batch(
         if key in by_key:
             earlier = by_key.pop(key).record.source
             summary.rejected.append(
-                Rejected(earlier.file, earlier.position, "title", "the same paper appears again later; the later record was kept")
+                Rejected(
+                    earlier.file,
+                    earlier.position,
+                    "title",
+                    "the same paper appears again later; the later record was kept",
+                )
             )
         by_key[key] = _Prepared(record, key, topics, content_hash(record, topics))
     prepared = list(by_key.values())

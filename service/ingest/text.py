@@ -48,13 +48,25 @@ def find_urls(text: str) -> list[str]:
 
 def classify_links(urls: list[str]) -> Links:
     """Sort URLs into code, models, datasets, project pages and PDFs."""
-    kinds: dict[str, list[str]] = {"code": [], "models": [], "datasets": [], "project": [], "pdf": []}
+    kinds: dict[str, list[str]] = {
+        "code": [],
+        "models": [],
+        "datasets": [],
+        "project": [],
+        "pdf": [],
+    }
     for url in urls:
         kinds[_link_kind(url)].append(url)
     return Links(**kinds)
 
 
-_CODE_HOSTS = ("github.com", "gitlab.com", "bitbucket.org", "anonymous.4open.science", "codeberg.org")
+_CODE_HOSTS = (
+    "github.com",
+    "gitlab.com",
+    "bitbucket.org",
+    "anonymous.4open.science",
+    "codeberg.org",
+)
 
 
 def _link_kind(url: str) -> str:

@@ -2,15 +2,21 @@
 
 Matching rules, shared by the taxonomy file and the classifier:
 
-* Text and phrases are compared case-insensitively after folding hyphens and dashes to
-  spaces and collapsing whitespace, so `long-context` matches "long context" and "Long-Context".
-* A phrase matches whole words only, and also its simple plural (a trailing `s` or `es`):
-  `kv cache` matches "KV caches", but `law` never matches "lawful".
+* Text and phrases are compared as sequences of lowercase words (NFKC-normalised). Hyphens and
+  dashes separate words like spaces, so `long-context` matches "long context" and "Long-Context";
+  other punctuation is kept, so "alignment, methods" is not the phrase `alignment methods`.
+* A phrase matches whole words only, and also its simple plural (a trailing `s` or `es` on its
+  last word): `kv cache` matches "KV caches", but `law` never matches "lawful".
 * Before a topic's phrases are matched, every occurrence of that topic's `exclude` phrases is cut
   out of the text, so "DNA sequence alignment" cannot count as evidence for LLM alignment.
+* Where a topic's phrases overlap, the leftmost, then longest, occurrence counts; once.
 * A phrase found in the title weighs `TITLE_WEIGHT`; each occurrence in the abstract weighs 1, up
   to `ABSTRACT_CAP` occurrences per phrase. A topic needs `MIN_EVIDENCE` in total, and must reach
-  `RELATIVE_CUTOFF` of the best topic's evidence; at most `MAX_TOPICS` topics are returned.
+  `RELATIVE_CUTOFF` of the best topic's evidence unless it is named in the title and the abstract
+  backs it up; at most `MAX_TOPICS` topics are returned.
+
+The taxonomy is compiled once into a token index (cached per taxonomy), so classifying a paper is
+one pass over its words, cheap enough for a bulk load of a million papers.
 """
 
 from __future__ import annotations
@@ -35,11 +41,10 @@ SCORE_HALF = 6.0
 METHOD = "phrases"
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_DASHES = re.compile(r"[-\u2010\u2011\u2012\u2013\u2014\u2212]")
-_WS = re.compile(r"\s+")
 _WORD = re.compile(r"\w")
-# Replaces excluded spans: not a word character and not a space, so no phrase can match across it.
-_CUT = "\n"
+# Words, and every other character on its own except spaces and hyphens/dashes (which only
+# separate words): "zero++" is ["zero", "+", "+"], "long-context" is ["long", "context"].
+_TOKEN = re.compile(r"\w+|[^\w\s\-\u2010-\u2014\u2212]")
 
 
 class TopicDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -66,12 +71,6 @@ class TaxonomyError(ValueError):
 
 class _TaxonomyFile(msgspec.Struct, forbid_unknown_fields=True):
     topics: tuple[TopicDefinition, ...]
-
-
-def normalize(text: str) -> str:
-    """Fold text for matching: NFKC, lowercase, hyphens and dashes to spaces, single spaces."""
-    folded = unicodedata.normalize("NFKC", text).lower()
-    return _WS.sub(" ", _DASHES.sub(" ", folded)).strip()
 
 
 def load_taxonomy(path: Path) -> tuple[TopicDefinition, ...]:
@@ -126,57 +125,133 @@ def _check_phrases(where: str, field: str, phrases: tuple[str, ...]) -> set[str]
             raise TaxonomyError(
                 f"{where}: {field} entry {phrase!r} must be lowercase, trimmed and contain a word"
             )
-        key = normalize(phrase)
+        key = " ".join(_tokens(phrase))
         if key in seen:
             raise TaxonomyError(f"{where}: duplicate {field} entry {phrase!r}")
         seen.add(key)
     return seen
 
 
-class _CompiledTopic(NamedTuple):
-    slug: str
-    match: re.Pattern[str]
-    cut: re.Pattern[str] | None
+class _Entry(NamedTuple):
+    """One phrase of one topic, as tokens; `exclude` marks an exclude phrase."""
+
+    tokens: tuple[str, ...]
+    key: str
+    topic: int
+    exclude: bool
+    last: frozenset[str]  # spellings the last token may take: itself, and plurals for words
 
 
-def _pattern(phrases: Sequence[str]) -> re.Pattern[str]:
-    # Longest first, so the most specific phrase claims a span; each span counts once.
-    forms = sorted({normalize(p) for p in phrases}, key=lambda p: (-len(p), p))
-    alternation = "|".join(re.escape(form) for form in forms)
-    return re.compile(rf"(?<!\w)(?P<p>{alternation})(?:s|es)?(?!\w)")
+class _Index(NamedTuple):
+    """A taxonomy compiled for matching.
+
+    One-token phrases are keyed by every spelling they match; longer phrases by their first two
+    tokens (with plural spellings of the second when it is the last). Most text tokens cost a
+    single dictionary lookup.
+    """
+
+    slugs: tuple[str, ...]
+    singles: dict[str, tuple[_Entry, ...]]
+    firsts: frozenset[str]
+    pairs: dict[tuple[str, str], tuple[_Entry, ...]]
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 @functools.lru_cache(maxsize=16)
-def _compile(taxonomy: tuple[TopicDefinition, ...]) -> tuple[_CompiledTopic, ...]:
-    return tuple(
-        _CompiledTopic(
-            slug=topic.slug,
-            match=_pattern(topic.phrases),
-            cut=_pattern(topic.exclude) if topic.exclude else None,
-        )
-        for topic in taxonomy
+def _compile(taxonomy: tuple[TopicDefinition, ...]) -> _Index:
+    singles: dict[str, list[_Entry]] = {}
+    pairs: dict[tuple[str, str], list[_Entry]] = {}
+    for number, topic in enumerate(taxonomy):
+        for exclude, phrases in ((False, topic.phrases), (True, topic.exclude)):
+            for phrase in phrases:
+                tokens = tuple(_tokens(phrase))
+                if not tokens:
+                    continue
+                final = tokens[-1]
+                last = {final}
+                if _WORD.match(final):
+                    last |= {final + "s", final + "es"}
+                entry = _Entry(tokens, " ".join(tokens), number, exclude, frozenset(last))
+                if len(tokens) == 1:
+                    for spelling in sorted(last):
+                        singles.setdefault(spelling, []).append(entry)
+                elif len(tokens) == 2:
+                    for spelling in sorted(last):
+                        pairs.setdefault((tokens[0], spelling), []).append(entry)
+                else:
+                    pairs.setdefault((tokens[0], tokens[1]), []).append(entry)
+    return _Index(
+        slugs=tuple(topic.slug for topic in taxonomy),
+        singles={key: tuple(entries) for key, entries in singles.items()},
+        firsts=frozenset(first for first, _ in pairs),
+        pairs={key: tuple(entries) for key, entries in pairs.items()},
     )
 
 
-def _evidence(topic: _CompiledTopic, title: str, abstract: str) -> tuple[float, float]:
-    """(total evidence, part of it from the title) for one topic on normalized text."""
-    if topic.cut is not None:
-        title = topic.cut.sub(_CUT, title)
-        abstract = topic.cut.sub(_CUT, abstract)
-    title_points = TITLE_WEIGHT * len({m.group("p") for m in topic.match.finditer(title)})
-    abstract_hits: dict[str, int] = {}
-    for m in topic.match.finditer(abstract):
-        abstract_hits[m.group("p")] = abstract_hits.get(m.group("p"), 0) + 1
-    abstract_points = sum(min(count, ABSTRACT_CAP) for count in abstract_hits.values())
-    return title_points + abstract_points, title_points
+def _find(index: _Index, tokens: list[str]) -> list[tuple[int, int, _Entry]]:
+    """Every (start, end, entry) where a phrase occurs in the token list; overlaps included."""
+    found: list[tuple[int, int, _Entry]] = []
+    count = len(tokens)
+    singles, firsts, pairs = index.singles, index.firsts, index.pairs
+    for start, token in enumerate(tokens):
+        for entry in singles.get(token, ()):
+            found.append((start, start + 1, entry))
+        if token not in firsts or start + 1 == count:
+            continue
+        for entry in pairs.get((token, tokens[start + 1]), ()):
+            end = start + len(entry.tokens)
+            if end == start + 2 or (
+                end <= count
+                and tokens[end - 1] in entry.last
+                and tuple(tokens[start + 2 : end - 1]) == entry.tokens[2:-1]
+            ):
+                found.append((start, end, entry))
+    return found
+
+
+def _hits(index: _Index, tokens: list[str]) -> list[dict[str, int]]:
+    """Per topic: how often each phrase occurs once excluded spans are cut out.
+
+    Where phrases overlap, the leftmost and then longest occurrence wins; each span counts once.
+    """
+    found = _find(index, tokens)
+    hits: list[dict[str, int]] = [{} for _ in index.slugs]
+    if not found:
+        return hits
+    cut: dict[int, set[int]] = {}
+    for start, end, entry in found:
+        if entry.exclude:
+            cut.setdefault(entry.topic, set()).update(range(start, end))
+    reach = [0] * len(index.slugs)
+    found.sort(key=lambda item: (item[0], item[0] - item[1], -len(item[2].key)))
+    for start, end, entry in found:
+        topic = entry.topic
+        if entry.exclude or start < reach[topic]:
+            continue
+        removed = cut.get(topic)
+        if removed and not removed.isdisjoint(range(start, end)):
+            continue
+        reach[topic] = end
+        hits[topic][entry.key] = hits[topic].get(entry.key, 0) + 1
+    return hits
 
 
 def _all_evidence(
     title: str, abstract: str, taxonomy: Sequence[TopicDefinition]
 ) -> list[tuple[str, float, float]]:
-    compiled = _compile(taxonomy if isinstance(taxonomy, tuple) else tuple(taxonomy))
-    norm_title, norm_abstract = normalize(title), normalize(abstract)
-    return [(topic.slug, *_evidence(topic, norm_title, norm_abstract)) for topic in compiled]
+    """(slug, total evidence, evidence from the title) for every topic, in taxonomy order."""
+    index = _compile(taxonomy if isinstance(taxonomy, tuple) else tuple(taxonomy))
+    title_hits = _hits(index, _tokens(title))
+    abstract_hits = _hits(index, _tokens(abstract))
+    evidence: list[tuple[str, float, float]] = []
+    for number, slug in enumerate(index.slugs):
+        title_points = TITLE_WEIGHT * len(title_hits[number])
+        abstract_points = sum(min(n, ABSTRACT_CAP) for n in abstract_hits[number].values())
+        evidence.append((slug, title_points + abstract_points, title_points))
+    return evidence
 
 
 def topic_evidence(

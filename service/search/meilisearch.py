@@ -196,13 +196,15 @@ def search_params(index_uid: str, query: SearchQuery) -> list[SearchParams]:
 
     Facets are disjunctive: the second query repeats `q` without the topic filter, so every
     topic is counted as if it alone were selected. Without topics one query serves both.
+    Raises ValueError when a topic is not a slug (the API validates them before).
     """
     hits_per_page, page, _ = page_window(query.offset, query.limit)
     hits = SearchParams(
         index_uid=index_uid,
         q=query.q,
         filter=topic_filter(query.topics) if query.topics else None,
-        facets=[TOPIC_FACET],
+        # With topics, the facet query below counts them; this one would count only its own.
+        facets=None if query.topics else [TOPIC_FACET],
         sort=[f"{PRIMARY_KEY}:asc"],
         hits_per_page=hits_per_page,
         page=page,

@@ -26,13 +26,17 @@ def query_words(q: str) -> list[tuple[bool, str]]:
     folded = unicodedata.normalize("NFKD", q).encode("ascii", "ignore").decode("ascii").lower()
     words: list[tuple[bool, str]] = []
     for match in _WORD.finditer(folded):
-        excluded = match.group(1) == "-" and (match.start() == 0 or folded[match.start() - 1] == " ")
+        excluded = match.group(1) == "-" and (
+            match.start() == 0 or folded[match.start() - 1] == " "
+        )
         if match.group(2) != "or":
             words.append((excluded, match.group(2)))
     return words
 
 
-def expanded_tsquery(words: Sequence[tuple[bool, str]], similar: dict[str, list[str]]) -> str | None:
+def expanded_tsquery(
+    words: Sequence[tuple[bool, str]], similar: dict[str, list[str]]
+) -> str | None:
     """A to_tsquery expression where each word also matches as a prefix and as similar words.
 
     Words are [a-z0-9]+ by construction, so quoting them is enough to keep them literal.
@@ -96,7 +100,9 @@ class PostgresEngine:
         if await db.count_exact_matches(conn, query.q) < FUZZY_BELOW:
             words = query_words(query.q)
             typo_words = [w for excluded, w in words if not excluded and len(w) >= TYPO_MIN_LENGTH]
-            similar = await db.similar_terms(conn, typo_words, SIMILAR_PER_WORD) if typo_words else {}
+            similar = (
+                await db.similar_terms(conn, typo_words, SIMILAR_PER_WORD) if typo_words else {}
+            )
             expanded = expanded_tsquery(words, similar)
         records = await db.search_page(conn, query.q, expanded, topics, query.limit, query.offset)
         hits = [
