@@ -1,13 +1,13 @@
-"""The `papers` command: serve, migrate, load."""
+"""The `papers` command: serve, migrate, load, reindex, meili-keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -19,8 +19,22 @@ from service.ingest.records import ParseError
 from service.ingest.run import load_files
 from service.ingest.topics import TaxonomyError
 from service.logs import configure_logging
+from service.search.engine import EngineUnavailableError
+from service.search.meili_keys import provision_keys
+from service.search.meilisearch import (
+    MeilisearchEngine,
+    MeilisearchRequestError,
+    MeilisearchTaskError,
+)
+from service.search.sync import drain_outbox, rebuild_index
 
 log = logging.getLogger("service.cli")
+
+COMMANDS = ("serve", "migrate", "load", "reindex", "meili-keys")
+
+
+class CommandError(RuntimeError):
+    """A command failed in a way the user can act on; the message says how."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser("load", help="load paper files (directories: their .txt files)")
     load.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     load.add_argument("--format", choices=["listing"], default=None, help="skip format detection")
+    commands.add_parser(
+        "reindex", help="rebuild the Meilisearch index from PostgreSQL and swap it in"
+    )
+    keys = commands.add_parser(
+        "meili-keys", help="create the search and admin keys from MEILI_MASTER_KEY"
+    )
+    keys.add_argument("--write", type=Path, required=True, metavar="FILE", help="env file to write")
     return parser
 
 
@@ -47,12 +68,69 @@ def print_summary(summary: LoadSummary) -> None:
             print(f"    {title}")
 
 
-async def _load(url: str, settings: Settings, paths: list[Path], fmt: str | None) -> LoadSummary:
+def _admin_engine(settings: Settings) -> MeilisearchEngine | None:
+    if settings.meili_url is None:
+        return None
+    return MeilisearchEngine(settings.meili_url, settings.meili_admin_key, timeout=30)
+
+
+async def _sync_index(conn: db.Connection, settings: Settings) -> str:
+    meili = _admin_engine(settings)
+    if meili is None:
+        # The PostgreSQL engine searches the tables themselves: nothing to send.
+        await db.unqueue_all(conn, await db.now(conn))
+        return "search index (postgres): up to date"
+    try:
+        indexed, deleted = await drain_outbox(conn, meili)
+    except (EngineUnavailableError, MeilisearchRequestError, MeilisearchTaskError) as error:
+        raise CommandError(
+            f"the papers are saved in PostgreSQL, but the search index was not updated: {error}. "
+            "The next `papers load` or `papers reindex` sends them again."
+        ) from error
+    finally:
+        await meili.close()
+    return f"search index ({meili.name}): {indexed} indexed, {deleted} deleted"
+
+
+async def _load(url: str, settings: Settings, paths: list[Path], fmt: str | None) -> None:
     conn = await db.connect(url)
     try:
-        return await load_files(conn, paths, settings.taxonomy_path, fmt)
+        print_summary(await load_files(conn, paths, settings.taxonomy_path, fmt))
+        print(await _sync_index(conn, settings))
     finally:
         await conn.close()
+
+
+async def _reindex(url: str, settings: Settings) -> None:
+    meili = _admin_engine(settings)
+    if meili is None:
+        print(
+            "MEILI_URL is not set: the PostgreSQL engine searches the tables themselves; nothing to rebuild"
+        )
+        return
+    conn = await db.connect(url)
+    try:
+        total = await db.count_papers(conn)
+        count = await rebuild_index(
+            conn, meili, lambda n: print(f"  {n}/{total} papers sent", flush=True)
+        )
+    except (EngineUnavailableError, MeilisearchRequestError, MeilisearchTaskError) as error:
+        raise CommandError(f"reindex failed, the live index is unchanged: {error}") from error
+    finally:
+        await conn.close()
+        await meili.close()
+    print(f"reindexed: {count} documents in {meili.index_name!r}")
+
+
+def _meili_keys(settings: Settings, target: Path) -> None:
+    master = os.environ.get("MEILI_MASTER_KEY")
+    if settings.meili_url is None or not master:
+        raise CommandError("meili-keys needs MEILI_URL and MEILI_MASTER_KEY")
+    search_key, admin_key = asyncio.run(provision_keys(settings.meili_url, master))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch(mode=0o600)
+    target.write_text(f"MEILI_SEARCH_KEY={search_key}\nMEILI_ADMIN_KEY={admin_key}\n")
+    print(f"wrote the search and admin keys to {target}")
 
 
 async def _count(url: str) -> int:
@@ -72,9 +150,8 @@ def serve(settings: Settings) -> int:
     url, server = resolve_database_url(settings)
     migrate.upgrade(url)
     if asyncio.run(_count(url)) == 0:
-        log.info("empty database: loading %s", settings.seeds_dir)
-        summary = asyncio.run(_load(url, settings, [settings.seeds_dir], None))
-        log.info("seeds loaded: %s", summary.describe())
+        print(f"empty database: loading {settings.seeds_dir}", flush=True)
+        asyncio.run(_load(url, settings, [settings.seeds_dir], None))
     app = create_app(msgspec.structs.replace(settings, database_url=url))
     print(f"serving on http://{settings.host}:{settings.port}", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
@@ -96,17 +173,24 @@ def main(argv: list[str] | None = None) -> int:
     except (ParseError, TaxonomyError, FileNotFoundError) as error:
         print(f"papers: {error}; nothing was loaded", file=sys.stderr)
         return 1
+    except CommandError as error:
+        print(f"papers: {error}", file=sys.stderr)
+        return 1
 
 
-def _run(args: Any, settings: Settings) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return serve(settings)
+    if args.command == "meili-keys":
+        _meili_keys(settings, args.write)
+        return 0
     url, server = resolve_database_url(settings)
+    migrate.upgrade(url)
     if args.command == "migrate":
-        migrate.upgrade(url)
         print("database is at the newest schema")
     elif args.command == "load":
-        migrate.upgrade(url)
-        print_summary(asyncio.run(_load(url, settings, args.paths, args.format)))
+        asyncio.run(_load(url, settings, args.paths, args.format))
+    elif args.command == "reindex":
+        asyncio.run(_reindex(url, settings))
     del server
     return 0

@@ -7,7 +7,7 @@ only. The caller owns the transaction; nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeAlias
 
 import asyncpg
@@ -18,9 +18,7 @@ from service.models import Paper, Topic
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-    Connection: TypeAlias = (
-        asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
-    )
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
     Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
 else:  # asyncpg's classes are not generic at run time; Litestar resolves these annotations
     Connection = asyncpg.Connection
@@ -242,6 +240,50 @@ async def add_search_terms(conn: Connection, paper_ids: Sequence[str]) -> None:
            ON CONFLICT DO NOTHING""",
         list(paper_ids),
     )
+
+
+# --- the search outbox -----------------------------------------------------------------------
+
+
+async def queue_for_index(conn: Connection, paper_ids: Sequence[str]) -> None:
+    """Queue papers (changed or deleted) for the search index, in the caller's transaction."""
+    await conn.execute(
+        """INSERT INTO search_outbox (paper_id) SELECT unnest($1::text[])
+           ON CONFLICT (paper_id) DO UPDATE SET queued_at = now()""",
+        list(paper_ids),
+    )
+
+
+async def outbox_batch(conn: Connection, after: str, limit: int) -> list[tuple[str, bool]]:
+    """Queued (paper_id, still_exists) pairs in id order, after `after`."""
+    records = await conn.fetch(
+        """SELECT o.paper_id, (p.id IS NOT NULL) AS exists
+           FROM search_outbox o LEFT JOIN papers p ON p.id = o.paper_id
+           WHERE o.paper_id > $1 ORDER BY o.paper_id LIMIT $2""",
+        after,
+        limit,
+    )
+    return [(r["paper_id"], r["exists"]) for r in records]
+
+
+async def unqueue(conn: Connection, paper_ids: Sequence[str], queued_before: datetime) -> None:
+    """Drop these papers from the outbox unless they were queued again after `queued_before`."""
+    await conn.execute(
+        "DELETE FROM search_outbox WHERE paper_id = ANY($1::text[]) AND queued_at <= $2",
+        list(paper_ids),
+        queued_before,
+    )
+
+
+async def unqueue_all(conn: Connection, queued_before: datetime) -> None:
+    """Empty the outbox of everything queued before a reindex started."""
+    await conn.execute("DELETE FROM search_outbox WHERE queued_at <= $1", queued_before)
+
+
+async def now(conn: Connection) -> datetime:
+    """The database's clock (the outbox's timestamps come from it)."""
+    value: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    return value
 
 
 # --- full-text search (the PostgreSQL engine) -----------------------------------------------

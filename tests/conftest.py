@@ -55,6 +55,7 @@ async def _load_seeds(url: str) -> None:
     conn = await db.connect(url)
     try:
         await load_files(conn, [SEED_LISTING], TAXONOMY)
+        await db.unqueue_all(conn, await db.now(conn))  # as if the index had caught up
     finally:
         await conn.close()
 

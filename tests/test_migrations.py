@@ -11,7 +11,7 @@ import pytest
 from service import migrate
 from tests.conftest import PgServer
 
-TABLES = {"papers", "topics", "paper_topics", "search_terms"}
+TABLES = {"papers", "topics", "paper_topics", "search_terms", "search_outbox"}
 
 
 @pytest.fixture

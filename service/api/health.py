@@ -30,14 +30,19 @@ async def _database_ok(pool: db.Pool) -> bool:
 
 @get("/ready", summary="Readiness", tags=["health"])
 async def ready(state: State, engine: Engine) -> Response[Health]:
-    """200 when PostgreSQL and the search engine answer, 503 otherwise."""
+    """200 `ok` when PostgreSQL and the search engine answer; 200 `degraded` when only
+    Meilisearch is down (searches fall back to PostgreSQL); 503 when PostgreSQL is down."""
     database_ok, engine_ok = await asyncio.gather(_database_ok(state.pool), engine.ping())
     checks = {
         "database": "ok" if database_ok else "unavailable",
         f"engine:{engine.name}": "ok" if engine_ok else "unavailable",
     }
-    healthy = database_ok and engine_ok
+    if not database_ok:
+        status = "unavailable"
+    elif engine_ok:
+        status = "ok"
+    else:  # every engine other than PostgreSQL itself falls back to PostgreSQL
+        status = "degraded"
     return Response(
-        Health(status="ok" if healthy else "unavailable", checks=checks),
-        status_code=200 if healthy else 503,
+        Health(status=status, checks=checks), status_code=503 if status == "unavailable" else 200
     )

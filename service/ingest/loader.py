@@ -206,4 +206,5 @@ async def _load_batch(
     if changed:
         await db.replace_paper_topics(conn, changed, topic_rows)
         await db.add_search_terms(conn, changed)
+        await db.queue_for_index(conn, changed)
     summary.changed_ids.extend(changed)

@@ -432,6 +432,12 @@ class MeilisearchEngine:
         self._index_ready = True
         return count
 
+    async def drop(self) -> None:
+        """Delete the live index and any leftover staging index."""
+        await self._delete_if_exists(f"{self._index_name}_new")
+        await self._delete_if_exists(self._index_name)
+        self._index_ready = False
+
     async def close(self) -> None:
         """Close the HTTP connections."""
         await self._client.aclose()

@@ -12,7 +12,7 @@ from service import db
 from service.search.engine import SearchEngine
 from service.search.meilisearch import MeilisearchEngine
 from service.search.postgres import PostgresEngine
-from service.search.sync import papers_in_batches
+from service.search.sync import rebuild_index
 
 
 def meili_settings() -> tuple[str, str]:
@@ -33,7 +33,7 @@ async def live_meili_engine(conn: db.Connection) -> MeilisearchEngine:
     if not await engine.ping():
         await engine.close()
         pytest.skip(f"MEILI_URL={url} does not answer")
-    await engine.reindex(papers_in_batches(conn), None)
+    await rebuild_index(conn, engine, None)
     return engine
 
 
@@ -50,7 +50,7 @@ async def engine(request: pytest.FixtureRequest, seeded_db: str) -> AsyncIterato
             try:
                 yield meili
             finally:
-                await meili.drop_indexes()
+                await meili.drop()
                 await meili.close()
     finally:
         await conn.close()

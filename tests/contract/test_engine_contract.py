@@ -7,7 +7,7 @@ from pathlib import Path
 from service import db
 from service.ingest.run import load_files
 from service.search.engine import HIGHLIGHT_POST, HIGHLIGHT_PRE, SearchEngine, SearchQuery
-from service.search.sync import send_changes
+from service.search.sync import drain_outbox
 from tests.conftest import SEED_LISTING, TAXONOMY, write
 
 MARK = HIGHLIGHT_PRE
@@ -123,12 +123,13 @@ async def test_changed_and_deleted_papers_reach_the_index(
     )
     summary = await load_files(conn, [edited], TAXONOMY)
     assert summary.updated == 1
-    await send_changes(conn, engine, summary.changed_ids)
+    assert await drain_outbox(conn, engine) == (1, 0)
     found = await engine.search(SearchQuery(q="quixotical"))
     assert ids(found.hits) == ["densing-law-of-llms"]
 
     await conn.execute("DELETE FROM papers WHERE id = $1", "densing-law-of-llms")
-    await send_changes(conn, engine, [], ["densing-law-of-llms"])
+    await db.queue_for_index(conn, ["densing-law-of-llms"])
+    assert await drain_outbox(conn, engine) == (0, 1)
     assert (await engine.search(SearchQuery(q="quixotical"))).total == 0
     assert (await engine.search(SearchQuery(limit=0))).total == 76
 
