@@ -30,14 +30,13 @@ from service.search.sync import drain_outbox, rebuild_index
 
 log = logging.getLogger("service.cli")
 
-COMMANDS = ("serve", "migrate", "load", "reindex", "meili-keys")
-
 
 class CommandError(RuntimeError):
     """A command failed in a way the user can act on; the message says how."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per job."""
     parser = argparse.ArgumentParser(prog="papers", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="migrate, load seeds/ into an empty database, serve the API")
@@ -161,7 +160,7 @@ def serve(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `papers` console script."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
     except ConfigError as error:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from service.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("postgres", "meilisearch", "setup", "api")
@@ -185,3 +189,12 @@ def test_dockerfile_copies_what_the_service_needs_and_listens_everywhere(
     for path in ("service/", "migrations/", "seeds/", "pyproject.toml", "README.md"):
         assert path in copied, path
     assert "PAPERS_HOST=0.0.0.0" in " ".join(runtime)
+
+
+def test_every_papers_command_in_compose_exists_in_the_cli(compose: dict[str, Any]) -> None:
+    text = json.dumps(compose)
+    invocations = re.findall(r"papers ([a-z][a-z-]*(?: [^;\"\\\\]*)?)", text)
+    assert {i.split()[0] for i in invocations} >= {"migrate", "meili-keys", "load", "serve"}
+    parser = build_parser()
+    for invocation in invocations:
+        parser.parse_args(shlex.split(invocation))  # exits (fails the test) on an unknown command
