@@ -117,12 +117,6 @@ async def count_papers(conn: Connection) -> int:
     return count
 
 
-async def iter_paper_id_batches(conn: Connection, batch_size: int) -> list[list[str]]:
-    """All paper ids in id order, split into batches (for reindexing)."""
-    ids = [r["id"] for r in await conn.fetch("SELECT id FROM papers ORDER BY id")]
-    return [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
-
-
 # --- topics ---------------------------------------------------------------------------------
 
 

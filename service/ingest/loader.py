@@ -40,7 +40,6 @@ class LoadSummary(msgspec.Struct, kw_only=True):
     unchanged: int = 0
     rejected: list[Rejected] = msgspec.field(default_factory=list)
     without_topic: list[str] = msgspec.field(default_factory=list)
-    changed_ids: list[str] = msgspec.field(default_factory=list)
 
     def describe(self) -> str:
         """One line for the terminal."""
@@ -207,4 +206,3 @@ async def _load_batch(
         await db.replace_paper_topics(conn, changed, topic_rows)
         await db.add_search_terms(conn, changed)
         await db.queue_for_index(conn, changed)
-    summary.changed_ids.extend(changed)

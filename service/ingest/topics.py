@@ -254,13 +254,6 @@ def _all_evidence(
     return evidence
 
 
-def topic_evidence(
-    title: str, abstract: str, taxonomy: Sequence[TopicDefinition]
-) -> dict[str, float]:
-    """Raw evidence per topic slug before any threshold (for tuning the taxonomy and debugging)."""
-    return {slug: total for slug, total, _ in _all_evidence(title, abstract, taxonomy)}
-
-
 def classify(
     title: str, abstract: str, taxonomy: Sequence[TopicDefinition]
 ) -> list[TopicAssignment]:
