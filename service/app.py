@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -16,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from service import db
 from service.api import health, papers, search, topics
 from service.api.deps import provide_connection, provide_engine
-from service.api.problems import handle_http_exception, handle_internal_error
+from service.api.problems import handle_http_exception, handle_internal_error, handle_unavailable
 from service.config import ConfigError, Settings, load_settings
 from service.embedded import resolve_database_url
 from service.logs import access_log_middleware
@@ -76,6 +77,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     exception_handlers: dict[Any, Any] = {
         HTTPException: handle_http_exception,
+        EngineUnavailableError: handle_unavailable,
+        asyncpg.PostgresConnectionError: handle_unavailable,
+        asyncpg.CannotConnectNowError: handle_unavailable,
+        ConnectionError: handle_unavailable,
         Exception: handle_internal_error,
     }
     return Litestar(
@@ -102,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "Errors are RFC 9457 problem+json."
             ),
             path="/schema",
+            use_handler_docstrings=True,
         ),
         logging_config=None,
         debug=False,

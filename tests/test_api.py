@@ -217,6 +217,7 @@ async def test_openapi_schema_documents_every_route(client: Client) -> None:
     params = {p["name"] for p in spec["paths"]["/v1/search"]["get"]["parameters"]}
     assert {"q", "topic", "limit", "offset"} <= params
     assert "Paper" in spec["components"]["schemas"]
+    assert "disjunctive" in spec["paths"]["/v1/search"]["get"]["description"]
 
 
 async def test_unknown_route_and_wrong_method_are_problems(client: Client) -> None:

@@ -97,6 +97,18 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     )
 
 
+def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """PostgreSQL or every search engine cannot answer now: 503, worth retrying shortly."""
+    log.warning("unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "Service unavailable",
+        "A backing service is not answering; retry shortly.",
+        request.url.path,
+        headers={"Retry-After": "5"},
+    )
+
+
 def handle_internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """Anything unexpected: logged with its traceback, answered without one."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
