@@ -13,22 +13,13 @@ from itertools import islice
 import msgspec
 
 from service import db
-from service.ingest.records import PaperRecord
+from service.ingest.records import PaperRecord, Rejected
 from service.ingest.text import slugify, title_key
 from service.ingest.topics import TopicAssignment, TopicDefinition, classify
 
 BATCH_SIZE = 1000
 TITLE_MAX = 1000
 ABSTRACT_MAX = 100_000
-
-
-class Rejected(msgspec.Struct, frozen=True):
-    """A record the loader refused, and why."""
-
-    file: str
-    position: int
-    field: str
-    reason: str
 
 
 class LoadSummary(msgspec.Struct, kw_only=True):
@@ -147,7 +138,12 @@ async def _load_batch(
         if problem is not None:
             field, reason = problem
             summary.rejected.append(
-                Rejected(record.source.file, record.source.position, field, reason)
+                Rejected(
+                    file=record.source.file,
+                    position=record.source.position,
+                    field=field,
+                    reason=reason,
+                )
             )
             continue
         topics = classify(record.title, record.abstract, taxonomy)
@@ -158,10 +154,10 @@ async def _load_batch(
             earlier = by_key.pop(key).record.source
             summary.rejected.append(
                 Rejected(
-                    earlier.file,
-                    earlier.position,
-                    "title",
-                    "the same paper appears again later; the later record was kept",
+                    file=earlier.file,
+                    position=earlier.position,
+                    field="title",
+                    reason="the same paper appears again later; the later record was kept",
                 )
             )
         by_key[key] = _Prepared(record, key, topics, content_hash(record, topics))

@@ -22,6 +22,16 @@ class PaperRecord(msgspec.Struct, frozen=True, kw_only=True):
     arxiv_id: str | None = None
 
 
+class Rejected(msgspec.Struct, frozen=True, kw_only=True):
+    """A record that cannot be stored, and why; the rest of the file still loads."""
+
+    file: str
+    position: int  # 1-based record number within the file
+    field: str
+    reason: str
+    line: int | None = None  # where the record starts, when the format has lines
+
+
 class ParseError(ValueError):
     """A file does not fit its format; names the file and the line where understanding stopped."""
 
