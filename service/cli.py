@@ -14,11 +14,13 @@ import msgspec
 from service import db, migrate
 from service.config import ConfigError, Settings, load_settings
 from service.embedded import resolve_database_url
-from service.ingest.loader import LoadSummary
+from service.ingest.formats import PARSERS, count_records, expand_paths
+from service.ingest.loader import LoadLockedError, LoadOptions, LoadRejectedError, LoadSummary
 from service.ingest.records import ParseError
 from service.ingest.run import load_files
 from service.ingest.topics import TaxonomyError
 from service.logs import configure_logging
+from service.progress import Progress
 from service.search.engine import EngineUnavailableError
 from service.search.meili_keys import provision_keys
 from service.search.meilisearch import (
@@ -41,9 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="migrate, load seeds/ into an empty database, serve the API")
     commands.add_parser("migrate", help="migrate the database to the newest schema")
-    load = commands.add_parser("load", help="load paper files (directories: their .txt files)")
+    load = commands.add_parser("load", help="load paper files (directories: their paper files)")
     load.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    load.add_argument("--format", choices=["listing"], default=None, help="skip format detection")
+    load.add_argument(
+        "--format", choices=sorted(PARSERS), default=None, help="skip format detection"
+    )
+    load.add_argument(
+        "--dry-run", action="store_true", help="parse, validate, classify; write nothing"
+    )
+    load.add_argument(
+        "--strict", action="store_true", help="fail the load if any record is rejected"
+    )
+    load.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete papers an earlier load of the same file had and this one lacks",
+    )
+    load.add_argument("--no-wait", action="store_true", help="give up if another load is running")
     commands.add_parser(
         "reindex", help="rebuild the Meilisearch index from PostgreSQL and swap it in"
     )
@@ -58,13 +74,22 @@ def print_summary(summary: LoadSummary) -> None:
     """What a load did, for a person at a terminal."""
     print(summary.describe())
     for rejected in summary.rejected:
-        print(
-            f"  rejected {rejected.file} #{rejected.position}: {rejected.field}: {rejected.reason}"
-        )
-    if summary.without_topic:
-        print(f"  {len(summary.without_topic)} paper(s) fit no topic:")
+        where = f"{rejected.file}:{rejected.line}" if rejected.line else rejected.file
+        print(f"  rejected {where} record {rejected.position}: {rejected.field}: {rejected.reason}")
+    if summary.rejected_count > len(summary.rejected):
+        print(f"  … and {summary.rejected_count - len(summary.rejected)} more rejected")
+    if summary.without_topic_count:
+        print(f"  {summary.without_topic_count} paper(s) fit no topic:")
         for title in summary.without_topic:
             print(f"    {title}")
+
+
+def _announce_wait(pid: int | None) -> None:
+    print(
+        f"another load is running (PostgreSQL backend pid {pid}); waiting for it to finish…",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _admin_engine(settings: Settings) -> MeilisearchEngine | None:
@@ -91,11 +116,26 @@ async def _sync_index(conn: db.Connection, settings: Settings) -> str:
     return f"search index ({meili.name}): {indexed} indexed, {deleted} deleted"
 
 
-async def _load(url: str, settings: Settings, paths: list[Path], fmt: str | None) -> None:
+async def _load(
+    url: str,
+    settings: Settings,
+    paths: list[Path],
+    fmt: str | None,
+    options: LoadOptions | None = None,
+    *,
+    wait: bool = True,
+) -> None:
     conn = await db.connect(url)
+    progress = Progress(total=count_records(expand_paths(paths)))
     try:
-        print_summary(await load_files(conn, paths, settings.taxonomy_path, fmt))
-        print(await _sync_index(conn, settings))
+        summary = await load_files(
+            conn, paths, settings.taxonomy_path, fmt, options,
+            progress=progress, on_wait=_announce_wait, wait=wait,
+        )  # fmt: skip
+        progress.close()
+        print_summary(summary)
+        if not summary.dry_run:
+            print(await _sync_index(conn, settings))
     finally:
         await conn.close()
 
@@ -169,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         return _run(args, settings)
-    except (ParseError, TaxonomyError, FileNotFoundError) as error:
+    except (ParseError, TaxonomyError, FileNotFoundError, LoadRejectedError) as error:
         print(f"papers: {error}; nothing was loaded", file=sys.stderr)
         return 1
-    except CommandError as error:
+    except (CommandError, LoadLockedError) as error:
         print(f"papers: {error}", file=sys.stderr)
         return 1
 
@@ -188,7 +228,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "migrate":
         print("database is at the newest schema")
     elif args.command == "load":
-        asyncio.run(_load(url, settings, args.paths, args.format))
+        options = LoadOptions(dry_run=args.dry_run, strict=args.strict, prune=args.prune)
+        asyncio.run(_load(url, settings, args.paths, args.format, options, wait=not args.no_wait))
     elif args.command == "reindex":
         asyncio.run(_reindex(url, settings))
     del server

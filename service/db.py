@@ -7,7 +7,7 @@ only. The caller owns the transaction; nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, LiteralString, TypeAlias
 
 import asyncpg
@@ -154,86 +154,146 @@ async def sync_topics(conn: Connection, topics: Sequence[tuple[str, str, str]]) 
 
 
 # --- loader writes --------------------------------------------------------------------------
+# A load stages each batch in temporary tables with COPY, then merges it with set-based SQL.
 
 LOAD_LOCK_ID: Final = 0x6C6F6164  # "load": one loader at a time
 
+STAGED_PAPER_COLUMNS: Final = (
+    "id", "is_new", "title", "title_key", "abstract", "authors", "published", "arxiv_id",
+    "links", "source", "content_hash", "slug_base", "slug_n",
+)  # fmt: skip
+STAGED_TOPIC_COLUMNS: Final = ("paper_id", "topic_slug", "rank", "score", "method")
+
+_CREATE_STAGING: Final[tuple[LiteralString, ...]] = (
+    """CREATE TEMP TABLE load_papers (
+        id text NOT NULL, is_new boolean NOT NULL, title text NOT NULL, title_key text NOT NULL,
+        abstract text NOT NULL, authors text[] NOT NULL, published date, arxiv_id text,
+        links text NOT NULL, source text NOT NULL, content_hash text NOT NULL,
+        slug_base text NOT NULL, slug_n integer NOT NULL
+    ) ON COMMIT DROP""",
+    """CREATE TEMP TABLE load_topics (
+        paper_id text NOT NULL, topic_slug text NOT NULL, rank smallint NOT NULL,
+        score real NOT NULL, method text NOT NULL
+    ) ON COMMIT DROP""",
+    "CREATE TEMP TABLE load_terms (term text NOT NULL) ON COMMIT DROP",
+    "CREATE TEMP TABLE load_seen (id text NOT NULL) ON COMMIT DROP",
+)
+
+_MERGE_BATCH: Final[tuple[LiteralString, ...]] = (
+    """INSERT INTO papers (id, title, title_key, abstract, authors, published, arxiv_id, links,
+                           source, content_hash, slug_base, slug_n)
+       SELECT id, title, title_key, abstract, authors, published, arxiv_id, links::jsonb,
+              source::jsonb, content_hash, slug_base, slug_n
+       FROM load_papers WHERE is_new""",
+    """UPDATE papers p
+       SET title = s.title, title_key = s.title_key, abstract = s.abstract, authors = s.authors,
+           published = s.published, arxiv_id = s.arxiv_id, links = s.links::jsonb,
+           source = s.source::jsonb, content_hash = s.content_hash, updated_at = now()
+       FROM load_papers s WHERE NOT s.is_new AND p.id = s.id""",
+    """DELETE FROM paper_topics pt USING load_papers s
+       WHERE NOT s.is_new AND pt.paper_id = s.id""",
+    "INSERT INTO paper_topics SELECT * FROM load_topics",
+    """INSERT INTO search_terms (term) SELECT DISTINCT term FROM load_terms
+       ON CONFLICT DO NOTHING""",
+    """INSERT INTO search_outbox (paper_id) SELECT id FROM load_papers
+       ON CONFLICT (paper_id) DO UPDATE SET queued_at = now()""",
+    "TRUNCATE load_papers, load_topics, load_terms",
+)
+
+
+async def try_lock_for_load(conn: Connection) -> bool:
+    """Take the load lock for this transaction if it is free."""
+    taken: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOAD_LOCK_ID)
+    return taken
+
+
+async def load_lock_holder(conn: Connection) -> int | None:
+    """The backend pid holding the load lock, if any."""
+    pid: int | None = await conn.fetchval(
+        """SELECT pid FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND objid = $1 AND pid <> pg_backend_pid()
+           LIMIT 1""",
+        LOAD_LOCK_ID,
+    )
+    return pid
+
 
 async def lock_for_load(conn: Connection) -> None:
-    """Serialise loads: wait for any other load's transaction to finish."""
+    """Serialise loads and reindexes: wait for any other one's transaction to finish."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", LOAD_LOCK_ID)
 
 
-async def find_existing(
+async def create_staging(conn: Connection) -> None:
+    """The temporary tables one load stages its batches in (dropped at commit)."""
+    for statement in _CREATE_STAGING:
+        await conn.execute(statement)
+
+
+async def find_matches(
     conn: Connection, arxiv_ids: Sequence[str], title_keys: Sequence[str]
 ) -> list[asyncpg.Record]:
-    """Existing papers known by one of these arXiv ids, or (without an arXiv id) title keys."""
+    """Papers known by one of these arXiv ids or title keys: (id, arxiv_id, title_key, hash)."""
     return await conn.fetch(
         """SELECT id, arxiv_id, title_key, content_hash FROM papers
            WHERE arxiv_id = ANY($1::text[])
-              OR (arxiv_id IS NULL AND title_key = ANY($2::text[]))""",
+           UNION
+           SELECT id, arxiv_id, title_key, content_hash FROM papers
+           WHERE title_key = ANY($2::text[])""",
         list(arxiv_ids),
         list(title_keys),
     )
 
 
-async def taken_ids(conn: Connection, candidates: Sequence[str]) -> set[str]:
-    """Which of these ids, or their numbered variants (`id-2`, `id-3`…), are already used."""
+async def slug_counters(conn: Connection, bases: Sequence[str]) -> dict[str, int]:
+    """For each slug base already used, the highest N of its ids."""
     records = await conn.fetch(
-        r"""SELECT p.id FROM papers p, unnest($1::text[]) AS c(id)
-            WHERE p.id = c.id OR p.id ~ ('^' || c.id || '-[0-9]+$')""",
-        list(candidates),
+        """SELECT slug_base, max(slug_n) AS n FROM papers
+           WHERE slug_base = ANY($1::text[]) GROUP BY slug_base""",
+        list(bases),
     )
-    return {r["id"] for r in records}
+    return {r["slug_base"]: r["n"] for r in records}
 
 
-PaperRow = tuple[str, str, str, str, list[str], date | None, str | None, Any, Any, str]
+async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of these ids are taken (ids from before slug bookkeeping may not follow it)."""
+    return {
+        r["id"]
+        for r in await conn.fetch("SELECT id FROM papers WHERE id = ANY($1::text[])", list(ids))
+    }
 
 
-async def insert_papers(conn: Connection, rows: Sequence[PaperRow]) -> None:
-    """Insert new papers: (id, title, title_key, abstract, authors, published, arxiv_id,
-    links, source, content_hash)."""
-    await conn.executemany(
-        """INSERT INTO papers (id, title, title_key, abstract, authors, published, arxiv_id,
-                               links, source, content_hash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-        rows,
-    )
-
-
-async def update_papers(conn: Connection, rows: Sequence[PaperRow]) -> None:
-    """Overwrite changed papers' content (same tuple shape as insert); updated_at moves."""
-    await conn.executemany(
-        """UPDATE papers SET title = $2, title_key = $3, abstract = $4, authors = $5,
-                  published = $6, arxiv_id = $7, links = $8, source = $9, content_hash = $10,
-                  updated_at = now()
-           WHERE id = $1""",
-        rows,
-    )
-
-
-async def replace_paper_topics(
-    conn: Connection, paper_ids: Sequence[str], rows: Sequence[tuple[str, str, int, float, str]]
+async def merge_batch(
+    conn: Connection,
+    papers: Sequence[tuple[Any, ...]],
+    topics: Sequence[tuple[Any, ...]],
+    terms: Sequence[str],
 ) -> None:
-    """Replace these papers' topics with (paper_id, slug, rank, score, method) rows."""
-    await conn.execute("DELETE FROM paper_topics WHERE paper_id = ANY($1::text[])", list(paper_ids))
-    await conn.executemany(
-        """INSERT INTO paper_topics (paper_id, topic_slug, rank, score, method)
-           VALUES ($1, $2, $3, $4, $5)""",
-        rows,
-    )
+    """COPY one batch into the staging tables and merge it into papers, topics and terms."""
+    await conn.copy_records_to_table("load_papers", records=papers, columns=STAGED_PAPER_COLUMNS)
+    await conn.copy_records_to_table("load_topics", records=topics, columns=STAGED_TOPIC_COLUMNS)
+    await conn.copy_records_to_table("load_terms", records=[(t,) for t in terms], columns=("term",))
+    for statement in _MERGE_BATCH:
+        await conn.execute(statement)
 
 
-async def add_search_terms(conn: Connection, paper_ids: Sequence[str]) -> None:
-    """Record the words of these papers for typo and prefix expansion of queries."""
-    await conn.execute(
-        """INSERT INTO search_terms (term)
-           SELECT DISTINCT w
-           FROM papers p,
-                regexp_split_to_table(lower(unaccent(p.title || ' ' || p.abstract)), '[^a-z0-9]+') AS w
-           WHERE p.id = ANY($1::text[]) AND char_length(w) BETWEEN 3 AND 40
-           ON CONFLICT DO NOTHING""",
-        list(paper_ids),
+async def mark_seen(conn: Connection, ids: Sequence[str]) -> None:
+    """Remember papers this load had (for --prune)."""
+    await conn.copy_records_to_table("load_seen", records=[(i,) for i in ids], columns=("id",))
+
+
+async def prune_source(conn: Connection, source_file: str) -> list[str]:
+    """Delete papers last loaded from this file that this load did not have; queue them for
+    removal from the index; return their ids."""
+    records = await conn.fetch(
+        """DELETE FROM papers p
+           WHERE p.source ->> 'file' = $1
+             AND NOT EXISTS (SELECT 1 FROM load_seen s WHERE s.id = p.id)
+           RETURNING p.id""",
+        source_file,
     )
+    pruned = [r["id"] for r in records]
+    await queue_for_index(conn, pruned)
+    return pruned
 
 
 # --- the search outbox -----------------------------------------------------------------------

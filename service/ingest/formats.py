@@ -44,3 +44,16 @@ def expand_paths(paths: list[Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{path}: no such file or directory")
     return files
+
+
+def count_records(files: list[Path]) -> int | None:
+    """How many records these files hold, when that is cheap to know (JSON Lines: one per
+    line); None otherwise. Used for the progress ETA only."""
+    if not files or any(f.suffix != ".jsonl" for f in files):
+        return None
+    total = 0
+    for path in files:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                total += chunk.count(b"\n")
+    return total

@@ -1,15 +1,20 @@
-"""Load paper records into PostgreSQL in one transaction: classify, assign ids, upsert.
+"""Load paper records into PostgreSQL in one transaction, streaming, a batch at a time.
 
-A second load of the same content changes nothing (content hash), `updated_at` moves only
-when content changed, and any failure rolls the whole load back.
+Each batch is validated, classified and matched against the papers already stored in Python,
+then COPYed into temporary tables and merged with set-based SQL. Memory holds one batch, not
+the corpus. A second load of the same content changes nothing (content hash), `updated_at`
+moves only when content changed, and any failure rolls the whole load back.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 
+import asyncpg
 import msgspec
 
 from service import db
@@ -17,32 +22,65 @@ from service.ingest.records import PaperRecord, Rejected
 from service.ingest.text import slugify, title_key
 from service.ingest.topics import TopicAssignment, TopicDefinition, classify
 
-BATCH_SIZE = 1000
+BATCH_SIZE = 5000
 TITLE_MAX = 1000
 ABSTRACT_MAX = 100_000
+REPORT_MAX = 1000  # rejects and topic-less titles kept for the summary; all are counted
+TERMS_CACHE_MAX = 1_000_000
+_TERM = re.compile(r"[a-z0-9]{3,40}")
+
+
+class LoadOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How to run a load."""
+
+    dry_run: bool = False  # do everything, then roll back
+    strict: bool = False  # any rejected record fails the load
+    prune: bool = False  # delete papers an earlier load of the same file had and this one lacks
 
 
 class LoadSummary(msgspec.Struct, kw_only=True):
-    """What a load did."""
+    """What a load did (or, for a dry run, would have done)."""
 
     read: int = 0
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    pruned: int = 0
+    rejected_count: int = 0
     rejected: list[Rejected] = msgspec.field(default_factory=list)
+    without_topic_count: int = 0
     without_topic: list[str] = msgspec.field(default_factory=list)
+    dry_run: bool = False
 
     def describe(self) -> str:
         """One line for the terminal."""
-        return (
+        line = (
             f"read {self.read}, inserted {self.inserted}, updated {self.updated}, "
-            f"unchanged {self.unchanged}, rejected {len(self.rejected)}"
+            f"unchanged {self.unchanged}, rejected {self.rejected_count}"
         )
+        if self.pruned:
+            line += f", pruned {self.pruned}"
+        return line + (" (dry run: nothing written)" if self.dry_run else "")
+
+    def reject(self, rejected: Rejected) -> None:
+        """Count a rejected record, keeping the first REPORT_MAX for the report."""
+        self.rejected_count += 1
+        if len(self.rejected) < REPORT_MAX:
+            self.rejected.append(rejected)
 
 
-class _Prepared(msgspec.Struct, frozen=True):
+class LoadRejectedError(ValueError):
+    """--strict: at least one record was rejected, so nothing was loaded."""
+
+
+class LoadLockedError(RuntimeError):
+    """Another load holds the lock and the caller chose not to wait."""
+
+
+class _Prepared(msgspec.Struct):
     record: PaperRecord
     key: str
+    title_key: str
     topics: list[TopicAssignment]
     content_hash: str
 
@@ -60,145 +98,269 @@ def validate(record: PaperRecord) -> tuple[str, str] | None:
     return None
 
 
-def identity(record: PaperRecord) -> str:
-    """What makes two records one paper: the arXiv id, else the normalised title."""
-    return f"arxiv:{record.arxiv_id}" if record.arxiv_id else f"title:{title_key(record.title)}"
+def identity(record: PaperRecord, key_of_title: str) -> str:
+    """What makes two records one paper within a load: the arXiv id, else the title."""
+    return f"arxiv:{record.arxiv_id}" if record.arxiv_id else f"title:{key_of_title}"
 
 
 def content_hash(record: PaperRecord, topics: Sequence[TopicAssignment]) -> str:
-    """A digest of everything a load writes for a paper."""
-    payload = msgspec.json.encode((record, [(t.slug, round(t.score, 4), t.method) for t in topics]))
+    """A digest of a paper's content: what it says, not where it was read from."""
+    content = msgspec.structs.replace(record, source=None)
+    payload = msgspec.json.encode(
+        (content, [(t.slug, round(t.score, 4), t.method) for t in topics])
+    )
     return hashlib.sha256(payload).hexdigest()
 
 
-def _batches(items: Iterable[PaperRecord], size: int) -> Iterator[list[PaperRecord]]:
+def terms_of(*texts: str) -> set[str]:
+    """The words of texts as the typo expansion indexes them: accent-folded, lower-cased."""
+    folded = unicodedata.normalize("NFKD", " ".join(texts).lower())
+    return set(_TERM.findall(folded.encode("ascii", "ignore").decode("ascii")))
+
+
+def _batches(
+    items: Iterable[PaperRecord | Rejected], size: int
+) -> Iterator[list[PaperRecord | Rejected]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
 
 
-def _free_id(base: str, taken: set[str]) -> str:
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
+class _Loader:
+    """The state of one load: its summary, its connection and the terms it already sent."""
+
+    def __init__(
+        self, conn: db.Connection, taxonomy: Sequence[TopicDefinition], options: LoadOptions
+    ) -> None:
+        self.conn = conn
+        self.taxonomy = taxonomy
+        self.options = options
+        self.summary = LoadSummary(dry_run=options.dry_run)
+        self.known_terms: set[str] = set()
+        self.files: set[str] = set()
+
+    def prepare(self, batch: list[PaperRecord | Rejected]) -> dict[str, _Prepared]:
+        """Validate and classify; the last record of a paper within the batch wins."""
+        prepared: dict[str, _Prepared] = {}
+        for item in batch:
+            self.summary.read += 1
+            if isinstance(item, Rejected):
+                self.summary.reject(item)
+                continue
+            self.files.add(item.source.file)
+            problem = validate(item)
+            if problem is not None:
+                self.summary.reject(
+                    Rejected(
+                        file=item.source.file,
+                        position=item.source.position,
+                        field=problem[0],
+                        reason=problem[1],
+                    )
+                )
+                continue
+            topics = classify(item.title, item.abstract, self.taxonomy)
+            if not topics:
+                self.summary.without_topic_count += 1
+                if len(self.summary.without_topic) < REPORT_MAX:
+                    self.summary.without_topic.append(item.title)
+            key_of_title = title_key(item.title)
+            key = identity(item, key_of_title)
+            earlier = prepared.pop(key, None)
+            if earlier is not None:
+                self._superseded(earlier.record)
+            prepared[key] = _Prepared(item, key, key_of_title, topics, content_hash(item, topics))
+        return prepared
+
+    def _superseded(self, record: PaperRecord) -> None:
+        self.summary.reject(
+            Rejected(
+                file=record.source.file,
+                position=record.source.position,
+                field="title" if record.arxiv_id is None else "arxiv_id",
+                reason="the same paper appears again later in this load; the later record was kept",
+            )
+        )
+
+    async def write(self, prepared: dict[str, _Prepared]) -> None:
+        """Match the batch against stored papers, assign ids to new ones, merge."""
+        items = list(prepared.values())
+        matches = await db.find_matches(
+            self.conn,
+            [p.record.arxiv_id for p in items if p.record.arxiv_id],
+            [p.title_key for p in items],
+        )
+        staged, seen, new = self._match(items, _Matches(matches))
+        slugs: dict[str, tuple[str, int]] = {}
+        for p, (paper_id, base, n) in zip(new, await self._assign_ids(new), strict=True):
+            staged[paper_id] = (p, True)
+            slugs[paper_id] = (base, n)
+            seen.append(paper_id)
+        self.summary.inserted += len(new)
+
+        paper_rows: list[tuple[object, ...]] = []
+        topic_rows: list[tuple[object, ...]] = []
+        terms: set[str] = set()
+        for paper_id, (p, is_new) in staged.items():
+            base, n = slugs.get(paper_id, (paper_id, 1))  # only inserts use slug bookkeeping
+            paper_rows.append(_paper_row(paper_id, is_new, p, base, n))
+            topic_rows.extend(
+                (paper_id, t.slug, rank, t.score, t.method) for rank, t in enumerate(p.topics)
+            )
+            terms |= terms_of(p.record.title, p.record.abstract)
+        await db.merge_batch(self.conn, paper_rows, topic_rows, sorted(self._new_terms(terms)))
+        if self.options.prune:
+            await db.mark_seen(self.conn, seen)
+
+    def _match(
+        self, items: list[_Prepared], matches: _Matches
+    ) -> tuple[dict[str, tuple[_Prepared, bool]], list[str], list[_Prepared]]:
+        """Split a batch into changed stored papers (staged), seen ids, and new papers."""
+        staged: dict[str, tuple[_Prepared, bool]] = {}  # paper id -> (record, is new)
+        seen: list[str] = []
+        new: list[_Prepared] = []
+        for p in items:
+            match = matches.find(p)
+            if match is None:
+                new.append(p)
+                continue
+            paper_id, stored_hash = match
+            seen.append(paper_id)
+            if paper_id in staged:  # two records of this batch resolved to one stored paper
+                self._superseded(staged.pop(paper_id)[0].record)
+                self.summary.updated -= 1
+            if stored_hash == p.content_hash:
+                self.summary.unchanged += 1
+            else:
+                staged[paper_id] = (p, False)
+                self.summary.updated += 1
+        return staged, seen, new
+
+    def _new_terms(self, terms: set[str]) -> set[str]:
+        """Terms not sent yet by this load (a bounded cache: resending is harmless)."""
+        fresh = terms - self.known_terms
+        if len(self.known_terms) > TERMS_CACHE_MAX:
+            self.known_terms.clear()
+        self.known_terms |= fresh
+        return fresh
+
+    async def _assign_ids(self, new: list[_Prepared]) -> list[tuple[str, str, int]]:
+        """(id, slug base, n) for each new paper: `base` for the first, `base-N` after."""
+        bases = [slugify(p.record.title) for p in new]
+        counters = await db.slug_counters(self.conn, sorted(set(bases)))
+        candidates: list[tuple[str, str, int]] = []
+        for base in bases:
+            counters[base] = counters.get(base, 0) + 1
+            candidates.append(_numbered(base, counters[base]))
+        taken = await db.existing_ids(self.conn, [c[0] for c in candidates])
+        if not taken:
+            return candidates
+        # Ids that predate the bookkeeping (or were typed by hand) can collide: skip past them.
+        result = []
+        for candidate in candidates:
+            paper_id, base, n = candidate
+            while paper_id in taken:
+                counters[base] += 1
+                paper_id, base, n = _numbered(base, counters[base])
+                taken |= await db.existing_ids(self.conn, [paper_id])
+            taken.add(paper_id)
+            result.append((paper_id, base, n))
+        return result
 
 
-def _row(paper_id: str, p: _Prepared) -> db.PaperRow:
+class _Matches:
+    """Stored papers that a batch's records may be: by arXiv id first, then by title."""
+
+    def __init__(self, records: list[asyncpg.Record]) -> None:
+        self.by_arxiv = {r["arxiv_id"]: r for r in records if r["arxiv_id"]}
+        self.by_title = {r["title_key"]: r for r in records if r["arxiv_id"] is None}
+        self.by_title_with_arxiv: dict[str, list[asyncpg.Record]] = {}
+        for r in records:
+            if r["arxiv_id"]:
+                self.by_title_with_arxiv.setdefault(r["title_key"], []).append(r)
+
+    def find(self, p: _Prepared) -> tuple[str, str] | None:
+        """(paper id, stored content hash) of the stored paper this record is, if any.
+
+        With an arXiv id: the paper with that id, else one loaded without an id under the same
+        title (a listing paper later seen on arXiv). Without: the paper of that title, if only
+        one has it.
+        """
+        match = None
+        if p.record.arxiv_id:
+            match = self.by_arxiv.get(p.record.arxiv_id) or self.by_title.get(p.title_key)
+        else:
+            match = self.by_title.get(p.title_key)
+            candidates = self.by_title_with_arxiv.get(p.title_key, [])
+            if match is None and len(candidates) == 1:
+                match = candidates[0]
+        return None if match is None else (match["id"], match["content_hash"])
+
+
+def _numbered(base: str, n: int) -> tuple[str, str, int]:
+    return (base if n == 1 else f"{base}-{n}", base, n)
+
+
+def _paper_row(paper_id: str, is_new: bool, p: _Prepared, base: str, n: int) -> tuple[object, ...]:
     r = p.record
     return (
-        paper_id,
-        r.title,
-        title_key(r.title),
-        r.abstract,
-        list(r.authors),
-        r.published,
-        r.arxiv_id,
-        msgspec.to_builtins(r.links),
-        msgspec.to_builtins(r.source),
-        p.content_hash,
-    )
+        paper_id, is_new, r.title, p.title_key, r.abstract, list(r.authors), r.published,
+        r.arxiv_id, msgspec.json.encode(r.links).decode(), msgspec.json.encode(r.source).decode(),
+        p.content_hash, base, n,
+    )  # fmt: skip
+
+
+ProgressCallback = Callable[[int], None]
 
 
 async def load_records(
     conn: db.Connection,
-    records: Iterable[PaperRecord],
+    records: Iterable[PaperRecord | Rejected],
     taxonomy: Sequence[TopicDefinition],
+    options: LoadOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    on_wait: Callable[[int | None], None] | None = None,
+    wait: bool = True,
 ) -> LoadSummary:
-    """Upsert every record in one transaction; the caller gets the summary after commit.
+    """Load every record in one transaction and return what happened.
 
     Records are consumed lazily, so a parse error in the middle of a file raises here, inside
-    the transaction, and nothing of the load stays.
+    the transaction, and nothing of the load stays. `on_wait` is told (with the other
+    backend's pid) when another load holds the lock; with `wait=False` the load gives up.
     """
-    summary = LoadSummary()
-    async with conn.transaction():
-        await db.lock_for_load(conn)
+    options = options or LoadOptions()
+    loader = _Loader(conn, taxonomy, options)
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        if not await db.try_lock_for_load(conn):
+            holder = await db.load_lock_holder(conn)
+            if not wait:
+                raise LoadLockedError(f"another load is running (PostgreSQL backend pid {holder})")
+            if on_wait is not None:
+                on_wait(holder)
+            await db.lock_for_load(conn)
         await db.sync_topics(conn, [(t.slug, t.label, t.description) for t in taxonomy])
-        seen: dict[
-            str, tuple[str, str]
-        ] = {}  # identity -> (id, hash) for papers already in this load
+        await db.create_staging(conn)
         for batch in _batches(records, BATCH_SIZE):
-            await _load_batch(conn, batch, taxonomy, summary, seen)
-    return summary
-
-
-async def _load_batch(
-    conn: db.Connection,
-    batch: list[PaperRecord],
-    taxonomy: Sequence[TopicDefinition],
-    summary: LoadSummary,
-    seen: dict[str, tuple[str, str]],
-) -> None:
-    by_key: dict[str, _Prepared] = {}
-    for record in batch:
-        summary.read += 1
-        problem = validate(record)
-        if problem is not None:
-            field, reason = problem
-            summary.rejected.append(
-                Rejected(
-                    file=record.source.file,
-                    position=record.source.position,
-                    field=field,
-                    reason=reason,
-                )
+            await loader.write(loader.prepare(batch))
+            if progress is not None:
+                progress(loader.summary.read)
+        if options.prune:
+            for source_file in sorted(loader.files):
+                loader.summary.pruned += len(await db.prune_source(conn, source_file))
+        if options.strict and loader.summary.rejected_count:
+            first = loader.summary.rejected[0]
+            raise LoadRejectedError(
+                f"{loader.summary.rejected_count} record(s) rejected and --strict given; first: "
+                f"{first.file} #{first.position}: {first.field}: {first.reason}"
             )
-            continue
-        topics = classify(record.title, record.abstract, taxonomy)
-        if not topics:
-            summary.without_topic.append(record.title)
-        key = identity(record)
-        if key in by_key:
-            earlier = by_key.pop(key).record.source
-            summary.rejected.append(
-                Rejected(
-                    file=earlier.file,
-                    position=earlier.position,
-                    field="title",
-                    reason="the same paper appears again later; the later record was kept",
-                )
-            )
-        by_key[key] = _Prepared(record, key, topics, content_hash(record, topics))
-    prepared = list(by_key.values())
-
-    existing = await db.find_existing(
-        conn,
-        [p.record.arxiv_id for p in prepared if p.record.arxiv_id],
-        [title_key(p.record.title) for p in prepared if not p.record.arxiv_id],
-    )
-    for row in existing:
-        key = f"arxiv:{row['arxiv_id']}" if row["arxiv_id"] else f"title:{row['title_key']}"
-        seen.setdefault(key, (row["id"], row["content_hash"]))
-
-    new = [p for p in prepared if p.key not in seen]
-    taken = await db.taken_ids(conn, sorted({slugify(p.record.title) for p in new}))
-    inserts: list[db.PaperRow] = []
-    updates: list[db.PaperRow] = []
-    topic_rows: list[tuple[str, str, int, float, str]] = []
-    changed: list[str] = []
-    for p in prepared:
-        if p.key in seen:
-            paper_id, old_hash = seen[p.key]
-            if old_hash == p.content_hash:
-                summary.unchanged += 1
-                continue
-            updates.append(_row(paper_id, p))
-            summary.updated += 1
-        else:
-            paper_id = _free_id(slugify(p.record.title), taken)
-            taken.add(paper_id)
-            inserts.append(_row(paper_id, p))
-            summary.inserted += 1
-        seen[p.key] = (paper_id, p.content_hash)
-        changed.append(paper_id)
-        topic_rows.extend(
-            (paper_id, t.slug, rank, t.score, t.method) for rank, t in enumerate(p.topics)
-        )
-    await db.insert_papers(conn, inserts)
-    await db.update_papers(conn, updates)
-    if changed:
-        await db.replace_paper_topics(conn, changed, topic_rows)
-        await db.add_search_terms(conn, changed)
-        await db.queue_for_index(conn, changed)
+    except BaseException:
+        await transaction.rollback()
+        raise
+    if options.dry_run:
+        await transaction.rollback()
+    else:
+        await transaction.commit()
+    return loader.summary
