@@ -20,6 +20,8 @@ from service import db, migrate
 from service.app import create_app
 from service.config import PROJECT_ROOT, Settings
 from service.embedded import start_embedded
+from service.ingest.listing import parse_listing
+from service.ingest.records import PaperRecord
 from service.ingest.run import load_files
 
 SEEDS = PROJECT_ROOT / "seeds"
@@ -127,3 +129,10 @@ def write(path: Path, text: str) -> Path:
     """Write a UTF-8 file and return its path."""
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def seed_records() -> list[PaperRecord]:
+    """The parsed seed papers (the seed file has no rejected record)."""
+    records = [r for r in parse_listing(SEED_LISTING) if isinstance(r, PaperRecord)]
+    assert len(records) == 77
+    return records

@@ -8,8 +8,8 @@ import pytest
 
 from service.ingest.formats import detect_format, read_records
 from service.ingest.listing import parse_listing
-from service.ingest.records import ParseError
-from tests.conftest import SEED_LISTING, seed_paragraphs, write
+from service.ingest.records import PaperRecord, ParseError
+from tests.conftest import SEED_LISTING, seed_paragraphs, seed_records, write
 
 CHROME = ["new", "Get trending papers in your email inbox!", "Subscribe",
           "byAK and the research community", "Mar 11"]  # fmt: skip
@@ -20,7 +20,7 @@ def test_seed_file_yields_77_papers_with_exact_titles_and_abstracts() -> None:
     assert paragraphs[:5] == CHROME
     expected = list(zip(paragraphs[5::2], paragraphs[6::2], strict=True))
 
-    records = list(parse_listing(SEED_LISTING))
+    records = seed_records()
 
     assert len(records) == 77
     assert [(r.title, r.abstract) for r in records] == expected
@@ -30,7 +30,7 @@ def test_seed_file_yields_77_papers_with_exact_titles_and_abstracts() -> None:
 
 
 def test_seed_file_has_no_chrome_and_knows_its_source() -> None:
-    records = list(parse_listing(SEED_LISTING))
+    records = seed_records()
     titles = {r.title for r in records}
     assert titles.isdisjoint(CHROME)
     assert [r.source.position for r in records] == list(range(1, 78))
@@ -40,7 +40,7 @@ def test_seed_file_has_no_chrome_and_knows_its_source() -> None:
 
 
 def test_links_are_extracted_without_trailing_punctuation() -> None:
-    by_title = {r.title: r for r in parse_listing(SEED_LISTING)}
+    by_title = {r.title: r for r in seed_records()}
     gear = by_title[
         "GEAR: An Efficient KV Cache Compression Recipefor Near-Lossless Generative Inference of LLM"
     ]
@@ -116,5 +116,6 @@ def test_wrapped_paragraphs_are_joined(tmp_path: Path) -> None:
         tmp_path / "wrapped.txt", _listing("A Long\nTitle", ABSTRACT.strip() + "\nmore words here.")
     )
     (record,) = parse_listing(path)
+    assert isinstance(record, PaperRecord)
     assert record.title == "A Long Title"
     assert record.abstract.endswith("in depth. more words here.")

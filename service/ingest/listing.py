@@ -12,8 +12,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from service.ingest.records import PaperRecord, ParseError
+from service.ingest.records import PaperRecord, ParseError, Rejected
 from service.ingest.text import classify_links, find_urls
+from service.ingest.validate import accept
 from service.models import Source
 
 FORMAT = "listing"
@@ -74,7 +75,7 @@ def looks_like_listing(head: str) -> bool:
     return bool(stripped) and stripped[0] not in "{[<"
 
 
-def parse_listing(path: Path, display_name: str | None = None) -> Iterator[PaperRecord]:
+def parse_listing(path: Path, display_name: str | None = None) -> Iterator[PaperRecord | Rejected]:
     """Yield the papers of a listing file in order; raise ParseError where the file stops fitting."""
     name = display_name or path.name
     paragraphs = read_paragraphs(path)
@@ -94,12 +95,13 @@ def parse_listing(path: Path, display_name: str | None = None) -> Iterator[Paper
             continue
         _check_abstract(path, pending_title, paragraph)
         position += 1
-        yield PaperRecord(
+        record = PaperRecord(
             title=pending_title.text,
             abstract=paragraph.text,
             links=classify_links(find_urls(paragraph.text)),
             source=Source(file=name, position=position, format=FORMAT, listing_date=listing_date),
         )
+        yield accept(record, name, position, pending_title.line)
         pending_title = None
     if pending_title is not None:
         raise ParseError(

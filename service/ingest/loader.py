@@ -23,8 +23,6 @@ from service.ingest.text import slugify, title_key
 from service.ingest.topics import TopicAssignment, TopicDefinition, classify
 
 BATCH_SIZE = 5000
-TITLE_MAX = 1000
-ABSTRACT_MAX = 100_000
 REPORT_MAX = 1000  # rejects and topic-less titles kept for the summary; all are counted
 TERMS_CACHE_MAX = 1_000_000
 _TERM = re.compile(r"[a-z0-9]{3,40}")
@@ -85,19 +83,6 @@ class _Prepared(msgspec.Struct):
     content_hash: str
 
 
-def validate(record: PaperRecord) -> tuple[str, str] | None:
-    """(field, reason) when a record cannot be stored, else None."""
-    if not record.title.strip():
-        return "title", "empty title"
-    if len(record.title) > TITLE_MAX:
-        return "title", f"longer than {TITLE_MAX} characters"
-    if not record.abstract.strip():
-        return "abstract", "empty abstract"
-    if len(record.abstract) > ABSTRACT_MAX:
-        return "abstract", f"longer than {ABSTRACT_MAX} characters"
-    return None
-
-
 def identity(record: PaperRecord, key_of_title: str) -> str:
     """What makes two records one paper within a load: the arXiv id, else the title."""
     return f"arxiv:{record.arxiv_id}" if record.arxiv_id else f"title:{key_of_title}"
@@ -147,18 +132,7 @@ class _Loader:
             if isinstance(item, Rejected):
                 self.summary.reject(item)
                 continue
-            self.files.add(item.source.file)
-            problem = validate(item)
-            if problem is not None:
-                self.summary.reject(
-                    Rejected(
-                        file=item.source.file,
-                        position=item.source.position,
-                        field=problem[0],
-                        reason=problem[1],
-                    )
-                )
-                continue
+            self.files.add(item.source.file)  # parsers yield only records that passed check_record
             topics = classify(item.title, item.abstract, self.taxonomy)
             if not topics:
                 self.summary.without_topic_count += 1
