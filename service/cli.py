@@ -1,4 +1,4 @@
-"""The `papers` command: serve, migrate, load, reindex, meili-keys."""
+"""The `papers` command: serve, migrate, load, synth, reindex, meili-keys."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from service.ingest.formats import PARSERS, count_records, expand_paths
 from service.ingest.loader import LoadLockedError, LoadOptions, LoadRejectedError, LoadSummary
 from service.ingest.records import ParseError
 from service.ingest.run import load_files
+from service.ingest.synth import synthesize
 from service.ingest.topics import TaxonomyError
 from service.logs import configure_logging
 from service.progress import Progress
@@ -60,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete papers an earlier load of the same file had and this one lacks",
     )
     load.add_argument("--no-wait", action="store_true", help="give up if another load is running")
+    synth = commands.add_parser("synth", help="write a synthetic corpus as JSON Lines")
+    synth.add_argument("--count", type=int, required=True, help="how many papers")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same corpus")
+    synth.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     commands.add_parser(
         "reindex", help="rebuild the Meilisearch index from PostgreSQL and swap it in"
     )
@@ -220,6 +225,14 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return serve(settings)
+    if args.command == "synth":
+        seed_listing = settings.seeds_dir / "daily-papers-mar-11.txt"
+        if args.out is None:
+            synthesize(args.count, args.seed, seed_listing, sys.stdout)
+        else:
+            with args.out.open("w", encoding="utf-8") as out:
+                synthesize(args.count, args.seed, seed_listing, out)
+        return 0
     if args.command == "meili-keys":
         _meili_keys(settings, args.write)
         return 0
