@@ -63,7 +63,9 @@ def _copy_rows(path: Path) -> io.BytesIO:
 def _copy_text(value: str | None) -> str:
     if value is None:
         return "\\N"
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
 
 
 async def _fresh_database(admin_url: str, name: str) -> None:

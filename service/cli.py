@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--no-wait", action="store_true", help="give up if another load is running")
     synth = commands.add_parser("synth", help="write a synthetic corpus as JSON Lines")
-    synth.add_argument("--count", type=int, required=True, help="how many papers")
+    synth.add_argument("--count", type=_non_negative, required=True, help="how many papers")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same corpus")
     synth.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     commands.add_parser(
@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys.add_argument("--write", type=Path, required=True, metavar="FILE", help="env file to write")
     return parser
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
 
 
 def print_summary(summary: LoadSummary) -> None:
@@ -230,7 +237,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if args.out is None:
             synthesize(args.count, args.seed, seed_listing, sys.stdout)
         else:
-            with args.out.open("w", encoding="utf-8") as out:
+            with args.out.open("w", encoding="utf-8", newline="\n") as out:
                 synthesize(args.count, args.seed, seed_listing, out)
         return 0
     if args.command == "meili-keys":

@@ -27,15 +27,29 @@ else:  # asyncpg's classes are not generic at run time; Litestar resolves these 
 TS_CONFIG: Final = "papers_english"
 
 
-def _encode_json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
+JSONB_VERSION: Final = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return JSONB_VERSION + msgspec.json.encode(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return msgspec.json.decode(data[1:])
 
 
 async def _init_connection(conn: Connection) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name, encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog"
-        )
+    # Binary codecs: msgspec does the JSON work, and binary COPY (the loader) can carry jsonb.
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "json",
+        encoder=msgspec.json.encode,
+        decoder=msgspec.json.decode,
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
@@ -158,46 +172,35 @@ async def sync_topics(conn: Connection, topics: Sequence[tuple[str, str, str]]) 
 
 LOAD_LOCK_ID: Final = 0x6C6F6164  # "load": one loader at a time
 
-STAGED_PAPER_COLUMNS: Final = (
-    "id", "is_new", "title", "title_key", "abstract", "authors", "published", "arxiv_id",
-    "links", "source", "content_hash", "slug_base", "slug_n",
+PAPER_COPY_COLUMNS: Final = (
+    "id", "title", "title_key", "abstract", "authors", "published", "arxiv_id", "links",
+    "source", "content_hash", "slug_base", "slug_n",
 )  # fmt: skip
-STAGED_TOPIC_COLUMNS: Final = ("paper_id", "topic_slug", "rank", "score", "method")
+TOPIC_COPY_COLUMNS: Final = ("paper_id", "topic_slug", "rank", "score", "method")
 
 _CREATE_STAGING: Final[tuple[LiteralString, ...]] = (
-    """CREATE TEMP TABLE load_papers (
-        id text NOT NULL, is_new boolean NOT NULL, title text NOT NULL, title_key text NOT NULL,
-        abstract text NOT NULL, authors text[] NOT NULL, published date, arxiv_id text,
-        links text NOT NULL, source text NOT NULL, content_hash text NOT NULL,
-        slug_base text NOT NULL, slug_n integer NOT NULL
-    ) ON COMMIT DROP""",
-    """CREATE TEMP TABLE load_topics (
-        paper_id text NOT NULL, topic_slug text NOT NULL, rank smallint NOT NULL,
-        score real NOT NULL, method text NOT NULL
+    """CREATE TEMP TABLE load_changed (
+        id text NOT NULL, title text NOT NULL, title_key text NOT NULL, abstract text NOT NULL,
+        authors text[] NOT NULL, published date, arxiv_id text, links jsonb NOT NULL,
+        source jsonb NOT NULL, content_hash text NOT NULL, slug_base text NOT NULL,
+        slug_n integer NOT NULL
     ) ON COMMIT DROP""",
     "CREATE TEMP TABLE load_terms (term text NOT NULL) ON COMMIT DROP",
     "CREATE TEMP TABLE load_seen (id text NOT NULL) ON COMMIT DROP",
 )
 
-_MERGE_BATCH: Final[tuple[LiteralString, ...]] = (
-    """INSERT INTO papers (id, title, title_key, abstract, authors, published, arxiv_id, links,
-                           source, content_hash, slug_base, slug_n)
-       SELECT id, title, title_key, abstract, authors, published, arxiv_id, links::jsonb,
-              source::jsonb, content_hash, slug_base, slug_n
-       FROM load_papers WHERE is_new""",
+_UPDATE_CHANGED: Final[tuple[LiteralString, ...]] = (
     """UPDATE papers p
        SET title = s.title, title_key = s.title_key, abstract = s.abstract, authors = s.authors,
-           published = s.published, arxiv_id = s.arxiv_id, links = s.links::jsonb,
-           source = s.source::jsonb, content_hash = s.content_hash, updated_at = now()
-       FROM load_papers s WHERE NOT s.is_new AND p.id = s.id""",
-    """DELETE FROM paper_topics pt USING load_papers s
-       WHERE NOT s.is_new AND pt.paper_id = s.id""",
-    "INSERT INTO paper_topics SELECT * FROM load_topics",
-    """INSERT INTO search_terms (term) SELECT DISTINCT term FROM load_terms
-       ON CONFLICT DO NOTHING""",
-    """INSERT INTO search_outbox (paper_id) SELECT id FROM load_papers
-       ON CONFLICT (paper_id) DO UPDATE SET queued_at = now()""",
-    "TRUNCATE load_papers, load_topics, load_terms",
+           published = s.published, arxiv_id = s.arxiv_id, links = s.links, source = s.source,
+           content_hash = s.content_hash, updated_at = now()
+       FROM load_changed s WHERE p.id = s.id""",
+    "DELETE FROM paper_topics pt USING load_changed s WHERE pt.paper_id = s.id",
+    "TRUNCATE load_changed",
+)
+_ADD_TERMS: Final[tuple[LiteralString, ...]] = (
+    "INSERT INTO search_terms (term) SELECT DISTINCT term FROM load_terms ON CONFLICT DO NOTHING",
+    "TRUNCATE load_terms",
 )
 
 
@@ -264,16 +267,33 @@ async def existing_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
 
 async def merge_batch(
     conn: Connection,
-    papers: Sequence[tuple[Any, ...]],
+    new: Sequence[tuple[Any, ...]],
+    changed: Sequence[tuple[Any, ...]],
     topics: Sequence[tuple[Any, ...]],
     terms: Sequence[str],
 ) -> None:
-    """COPY one batch into the staging tables and merge it into papers, topics and terms."""
-    await conn.copy_records_to_table("load_papers", records=papers, columns=STAGED_PAPER_COLUMNS)
-    await conn.copy_records_to_table("load_topics", records=topics, columns=STAGED_TOPIC_COLUMNS)
-    await conn.copy_records_to_table("load_terms", records=[(t,) for t in terms], columns=("term",))
-    for statement in _MERGE_BATCH:
-        await conn.execute(statement)
+    """Write one batch: new papers are COPYed straight into `papers`; changed ones go through a
+    staging table and one UPDATE; their topics are replaced; terms and the outbox follow.
+
+    Rows are in PAPER_COPY_COLUMNS order; topics in TOPIC_COPY_COLUMNS order.
+    """
+    if new:
+        await conn.copy_records_to_table("papers", records=new, columns=PAPER_COPY_COLUMNS)
+    if changed:
+        await conn.copy_records_to_table(
+            "load_changed", records=changed, columns=PAPER_COPY_COLUMNS
+        )
+        for statement in _UPDATE_CHANGED:
+            await conn.execute(statement)
+    if topics:
+        await conn.copy_records_to_table("paper_topics", records=topics, columns=TOPIC_COPY_COLUMNS)
+    if terms:
+        await conn.copy_records_to_table(
+            "load_terms", records=[(t,) for t in terms], columns=("term",)
+        )
+        for statement in _ADD_TERMS:
+            await conn.execute(statement)
+    await queue_for_index(conn, [row[0] for row in (*new, *changed)])
 
 
 async def mark_seen(conn: Connection, ids: Sequence[str]) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -242,3 +246,22 @@ def test_a_seed_listing_without_usable_papers_is_refused(tmp_path: Path) -> None
     listing = _listing(tmp_path / "short.txt", [short])
     with pytest.raises(ValueError, match="no seed paper"):
         synth.synthesize(5, 1, listing, io.StringIO())
+
+
+def test_output_does_not_depend_on_string_hashing() -> None:
+    """Byte-identical across processes, whatever PYTHONHASHSEED (set and dict order of str)."""
+    script = (
+        "import hashlib, io, sys; from pathlib import Path; "
+        "from service.ingest.synth import synthesize; out = io.StringIO(); "
+        f"synthesize(300, 11, Path({str(SEED_LISTING)!r}), out); "
+        "print(hashlib.sha256(out.getvalue().encode()).hexdigest())"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, check=True
+        )
+        digests.add(done.stdout.strip())
+    in_process = hashlib.sha256(_generate(300, 11).encode()).hexdigest().encode()
+    assert digests == {in_process}

@@ -81,6 +81,7 @@ class _Prepared(msgspec.Struct):
     title_key: str
     topics: list[TopicAssignment]
     content_hash: str
+    terms: set[str]
 
 
 def identity(record: PaperRecord, key_of_title: str) -> str:
@@ -99,8 +100,10 @@ def content_hash(record: PaperRecord, topics: Sequence[TopicAssignment]) -> str:
 
 def terms_of(*texts: str) -> set[str]:
     """The words of texts as the typo expansion indexes them: accent-folded, lower-cased."""
-    folded = unicodedata.normalize("NFKD", " ".join(texts).lower())
-    return set(_TERM.findall(folded.encode("ascii", "ignore").decode("ascii")))
+    text = " ".join(texts).lower()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return set(_TERM.findall(text))
 
 
 def _batches(
@@ -143,7 +146,14 @@ class _Loader:
             earlier = prepared.pop(key, None)
             if earlier is not None:
                 self._superseded(earlier.record)
-            prepared[key] = _Prepared(item, key, key_of_title, topics, content_hash(item, topics))
+            prepared[key] = _Prepared(
+                item,
+                key,
+                key_of_title,
+                topics,
+                content_hash(item, topics),
+                terms_of(item.title, item.abstract),
+            )
         return prepared
 
     def _superseded(self, record: PaperRecord) -> None:
@@ -172,17 +182,20 @@ class _Loader:
             seen.append(paper_id)
         self.summary.inserted += len(new)
 
-        paper_rows: list[tuple[object, ...]] = []
+        new_rows: list[tuple[object, ...]] = []
+        changed_rows: list[tuple[object, ...]] = []
         topic_rows: list[tuple[object, ...]] = []
         terms: set[str] = set()
         for paper_id, (p, is_new) in staged.items():
             base, n = slugs.get(paper_id, (paper_id, 1))  # only inserts use slug bookkeeping
-            paper_rows.append(_paper_row(paper_id, is_new, p, base, n))
+            (new_rows if is_new else changed_rows).append(_paper_row(paper_id, p, base, n))
             topic_rows.extend(
                 (paper_id, t.slug, rank, t.score, t.method) for rank, t in enumerate(p.topics)
             )
-            terms |= terms_of(p.record.title, p.record.abstract)
-        await db.merge_batch(self.conn, paper_rows, topic_rows, sorted(self._new_terms(terms)))
+            terms |= p.terms
+        await db.merge_batch(
+            self.conn, new_rows, changed_rows, topic_rows, sorted(self._new_terms(terms))
+        )
         if self.options.prune:
             await db.mark_seen(self.conn, seen)
 
@@ -275,12 +288,12 @@ def _numbered(base: str, n: int) -> tuple[str, str, int]:
     return (base if n == 1 else f"{base}-{n}", base, n)
 
 
-def _paper_row(paper_id: str, is_new: bool, p: _Prepared, base: str, n: int) -> tuple[object, ...]:
+def _paper_row(paper_id: str, p: _Prepared, base: str, n: int) -> tuple[object, ...]:
+    """A row in db.PAPER_COPY_COLUMNS order."""
     r = p.record
     return (
-        paper_id, is_new, r.title, p.title_key, r.abstract, list(r.authors), r.published,
-        r.arxiv_id, msgspec.json.encode(r.links).decode(), msgspec.json.encode(r.source).decode(),
-        p.content_hash, base, n,
+        paper_id, r.title, p.title_key, r.abstract, list(r.authors), r.published, r.arxiv_id,
+        r.links, r.source, p.content_hash, base, n,
     )  # fmt: skip
 
 

@@ -8,8 +8,9 @@ Everything is learnt once from a seed listing (`build_model`):
   name ("LongCoder: ...");
 * lengths: drawn from the seed papers' title and abstract lengths, scaled by a random factor.
 
-Each synthetic paper has one or two "parent" seed papers whose text both chains prefer, so the
-topic mix that the classifier finds follows the seeds'. Authors, links, arXiv ids and dates are
+Each synthetic paper has one or two "parent" seed papers whose text both chains prefer (the
+abstract chain: their "families", the seed papers nearest to them in vocabulary), so the topic
+mix that the classifier finds follows the seeds'. Authors, links, arXiv ids and dates are
 made up. One `random.Random(seed)` drives everything: the same count and seed give the same
 bytes, and a smaller count gives a prefix of the larger corpus. Titles (by `title_key`) and
 abstracts are unique, checked with Bloom filters, so memory stays flat at a million papers.
@@ -40,10 +41,11 @@ from service.ingest.text import title_key
 from service.models import Links
 
 BATCH = 1000  # lines encoded and written at a time
+BLOOM_BITS = 1 << 26  # size of each filter that keeps titles and abstracts unique (8 MiB)
 MIX_SHARE = 0.5  # share of papers with a second parent: a seed paper of the first's family
-PREFER_PARENT = 0.9  # at a choice: follow a parent paper (when it can), else any seed paper
-TITLE_PREFER_PARENT = 0.7  # the same for the words of a title
-JUMP = 0.2  # chance that an abstract leaves its current seed text at a jump point
+PREFER_PARENT = 0.9  # at an abstract jump: stay in a parent's family (if it can), else anywhere
+TITLE_PREFER_PARENT = 0.7  # at each title word: follow a parent's title (if it can), else any
+JUMP = 0.15  # chance that an abstract leaves its current seed text at a jump point
 LENGTH_JITTER = (0.8, 1.25)  # sampled seed lengths are scaled by a factor in this range
 TITLE_MIN = 20
 TITLE_MAX = 250
@@ -165,10 +167,11 @@ class _Abstracts:
 
     A position in a seed abstract is a jump point when the two words before it also occur
     elsewhere in the seeds. The walk copies a stretch of one abstract (a precomputed slice),
-    then at a jump point continues from another occurrence of the same two words: in one of
-    the synthetic paper's parent seed papers with probability `PREFER_PARENT` (when they have
-    one), else anywhere. Jumping at every jump point would be a plain order-2 chain; jumping
-    at each with probability `JUMP` keeps longer stretches and costs one draw per jump.
+    then at a jump point continues from another occurrence of the same two words: with
+    probability `PREFER_PARENT` one in the first parent's family (else the second's, else
+    anywhere), otherwise anywhere. Jumping at every jump point would be a plain order-2 chain;
+    jumping at each with probability `JUMP` keeps longer stretches, and the number of jump
+    points to pass is drawn at once, so a walk costs a few draws per jump, not per word.
     """
 
     def __init__(
@@ -519,12 +522,16 @@ class _Months:
 
 
 class _Seen:
-    """A Bloom filter: knows every key added, and rarely (~1%) claims one it was not given."""
+    """A Bloom filter: knows every key added, and rarely claims one it was not given.
 
-    def __init__(self, count: int) -> None:
-        bits = 1 << max(16, (count * 16).bit_length())
-        self.mask = bits - 1
-        self.bits = bytearray(bits >> 3)
+    With `BLOOM_BITS` = 2**26 and two bits a key, it is wrong for 0.1% of keys after a million
+    keys, 7% after ten million: a wrong "seen" only costs a redraw.
+    """
+
+    def __init__(self) -> None:
+        # One size for every count, so that a smaller corpus is a prefix of a larger one.
+        self.mask = BLOOM_BITS - 1
+        self.bits = bytearray(BLOOM_BITS >> 3)
 
     def add(self, key: bytes) -> bool:
         """Add a key; False when it (probably) was added before."""
@@ -556,23 +563,29 @@ def _title(
     """A title not given before (by `title_key`), and its system name if it has one."""
 
     def fresh(title: str) -> bool:
-        return TITLE_MIN <= len(title) <= TITLE_MAX and seen.add(_title_key(title))
+        return (
+            TITLE_MIN <= len(title) <= TITLE_MAX
+            and title.count(": ") <= 1
+            and seen.add(_title_key(title))
+        )
 
     low, high = LENGTH_JITTER
     title, name = "", None
     for _ in range(50):
         target = int(model.title_lengths[int(rnd() * model.papers)] * (low + (high - low) * rnd()))
-        if rnd() < NAME_SHARE:
-            rest = model.titles.walk(first, second, max(target - 12, TITLE_MIN), rnd)
-            name = _system_name(rest, rnd)
-            title = f"{name}: {rest}"
-        else:
-            title, name = model.titles.walk(first, second, target, rnd), None
+        named = rnd() < NAME_SHARE
+        title = model.titles.walk(
+            first, second, max(target - 12, TITLE_MIN) if named else target, rnd
+        )
+        if ": " in title:  # it has a head already
             if fresh(title):
-                return title, name
-            # Taken: the same words behind a system name most likely are not.
-            rest, name = title, _system_name(title, rnd)
-            title = f"{name}: {rest}"
+                return title, None
+            continue
+        if not named and fresh(title):
+            return title, None
+        # Named, or taken: the same words behind a system name most likely are not.
+        name = _system_name(title, rnd)
+        title = f"{name}: {title}"
         if fresh(title):
             return title, name
     return title, name
@@ -639,7 +652,7 @@ def synthesize(count: int, seed: int, seed_listing: Path, out: IO[str]) -> int:
         raise ValueError(f"count must be >= 0, got {count}")
     model = build_model(seed_listing)
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
-    seen = _Seens(_Seen(count), _Seen(count + len(model.seed_abstracts)))
+    seen = _Seens(_Seen(), _Seen())
     for abstract in model.seed_abstracts:
         seen.abstracts.add(abstract.encode())
     months = _Months(rng.random)
