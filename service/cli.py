@@ -137,6 +137,10 @@ async def _load(
     *,
     wait: bool = True,
 ) -> None:
+    # Changes are queued for Meilisearch only when there is one to send them to.
+    options = msgspec.structs.replace(
+        options or LoadOptions(), queue_for_index=settings.meili_url is not None
+    )
     conn = await db.connect(url)
     progress = Progress(total=count_records(expand_paths(paths)))
     try:

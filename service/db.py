@@ -271,6 +271,8 @@ async def merge_batch(
     changed: Sequence[tuple[Any, ...]],
     topics: Sequence[tuple[Any, ...]],
     terms: Sequence[str],
+    *,
+    queue: bool = True,
 ) -> None:
     """Write one batch: new papers are COPYed straight into `papers`; changed ones go through a
     staging table and one UPDATE; their topics are replaced; terms and the outbox follow.
@@ -293,7 +295,8 @@ async def merge_batch(
         )
         for statement in _ADD_TERMS:
             await conn.execute(statement)
-    await queue_for_index(conn, [row[0] for row in (*new, *changed)])
+    if queue:
+        await queue_for_index(conn, [row[0] for row in (*new, *changed)])
 
 
 async def mark_seen(conn: Connection, ids: Sequence[str]) -> None:
@@ -302,8 +305,7 @@ async def mark_seen(conn: Connection, ids: Sequence[str]) -> None:
 
 
 async def prune_source(conn: Connection, source_file: str) -> list[str]:
-    """Delete papers last loaded from this file that this load did not have; queue them for
-    removal from the index; return their ids."""
+    """Delete papers last loaded from this file that this load did not have; return their ids."""
     records = await conn.fetch(
         """DELETE FROM papers p
            WHERE p.source ->> 'file' = $1
@@ -311,9 +313,7 @@ async def prune_source(conn: Connection, source_file: str) -> list[str]:
            RETURNING p.id""",
         source_file,
     )
-    pruned = [r["id"] for r in records]
-    await queue_for_index(conn, pruned)
-    return pruned
+    return [r["id"] for r in records]
 
 
 # --- the search outbox -----------------------------------------------------------------------

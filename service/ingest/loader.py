@@ -41,6 +41,7 @@ class LoadOptions(msgspec.Struct, frozen=True, kw_only=True):
     dry_run: bool = False  # do everything, then roll back
     strict: bool = False  # any rejected record fails the load
     prune: bool = False  # delete papers an earlier load of the same file had and this one lacks
+    queue_for_index: bool = True  # queue changes for an external index (Meilisearch) to pick up
 
 
 class LoadSummary(msgspec.Struct, kw_only=True):
@@ -279,6 +280,7 @@ class _Loader:
             changed_rows,
             topic_rows,
             sorted(self._new_terms(batch.terms)) if staged else [],
+            queue=self.options.queue_for_index,
         )
         if self.options.prune:
             await db.mark_seen(self.conn, seen)
@@ -307,6 +309,14 @@ class _Loader:
                 self.summary.updated += 1
         return staged, seen, new
 
+    async def prune(self) -> None:
+        """Delete what earlier loads of this load's files had and this one lacked."""
+        for source_file in sorted(self.files):
+            pruned = await db.prune_source(self.conn, source_file)
+            self.summary.pruned += len(pruned)
+            if self.options.queue_for_index:
+                await db.queue_for_index(self.conn, pruned)
+
     def _new_terms(self, terms: set[str]) -> set[str]:
         """Terms not sent yet by this load (a bounded cache: resending is harmless)."""
         fresh = terms - self.known_terms
@@ -323,10 +333,11 @@ class _Loader:
         for base in bases:
             counters[base] = counters.get(base, 0) + 1
             candidates.append(_numbered(base, counters[base]))
-        taken = await db.existing_ids(self.conn, [c[0] for c in candidates])
+        # A first id (n == 1) cannot collide: its slug base was counted. Numbered ids can, with
+        # ids that predate the bookkeeping (their base is the whole id).
+        taken = await db.existing_ids(self.conn, [c[0] for c in candidates if c[2] > 1])
         if not taken:
             return candidates
-        # Ids that predate the bookkeeping (or were typed by hand) can collide: skip past them.
         result = []
         for candidate in candidates:
             paper_id, base, n = candidate
@@ -381,6 +392,19 @@ def _paper_row(paper_id: str, p: _Prepared, base: str, n: int) -> tuple[object, 
     )  # fmt: skip
 
 
+async def _lock(
+    conn: db.Connection, *, wait: bool, on_wait: Callable[[int | None], None] | None
+) -> None:
+    if await db.try_lock_for_load(conn):
+        return
+    holder = await db.load_lock_holder(conn)
+    if not wait:
+        raise LoadLockedError(f"another load is running (PostgreSQL backend pid {holder})")
+    if on_wait is not None:
+        on_wait(holder)
+    await db.lock_for_load(conn)
+
+
 ProgressCallback = Callable[[int], None]
 
 
@@ -409,13 +433,7 @@ async def load_records(
     transaction = conn.transaction()
     await transaction.start()
     try:
-        if not await db.try_lock_for_load(conn):
-            holder = await db.load_lock_holder(conn)
-            if not wait:
-                raise LoadLockedError(f"another load is running (PostgreSQL backend pid {holder})")
-            if on_wait is not None:
-                on_wait(holder)
-            await db.lock_for_load(conn)
+        await _lock(conn, wait=wait, on_wait=on_wait)
         await db.sync_topics(conn, [(t.slug, t.label, t.description) for t in taxonomy])
         await db.create_staging(conn)
         async for batch in prepared_batches(records, taxonomy):
@@ -423,8 +441,7 @@ async def load_records(
             if progress is not None:
                 progress(loader.summary.read)
         if options.prune:
-            for source_file in sorted(loader.files):
-                loader.summary.pruned += len(await db.prune_source(conn, source_file))
+            await loader.prune()
         if options.strict and loader.summary.rejected_count:
             first = loader.summary.rejected[0]
             raise LoadRejectedError(
