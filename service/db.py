@@ -125,6 +125,14 @@ async def list_papers(
     return [to_paper(r) for r in records]
 
 
+async def count_papers_at_most(conn: Connection, limit: int) -> int:
+    """min(number of papers, limit + 1): a cheap "is the table empty / small" check."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM papers LIMIT $1 + 1) AS first_rows", limit
+    )
+    return count
+
+
 async def count_papers(conn: Connection) -> int:
     """How many papers there are."""
     count: int = await conn.fetchval("SELECT count(*) FROM papers")

@@ -157,3 +157,32 @@ async def test_two_loads_at_once_neither_corrupt_nor_duplicate(
     assert await _count(empty_conn) == (9000, 9000)
     inserted = sorted(int(out.split("inserted ")[1].split(",")[0]) for out, _ in results)
     assert inserted == [3000, 6000]
+
+
+async def test_bulk_load_into_an_empty_table_still_finds_repeats_across_batches(
+    empty_conn: db.Connection, tmp_path: Path
+) -> None:
+    stem = "Efficient Training of Extremely Large Language Models Across Thousands of Accelerators"
+    numbers = range(6000)  # two batches
+    path = listing(tmp_path / "repeat.txt", numbers)
+    paragraphs = path.read_text().split("\n\n")
+    title, abstract = paragraphs[2], paragraphs[3]
+    head = "\n\n".join(paragraphs[:2])
+    rest = "\n\n".join(paragraphs[2:])
+    # Batch one: a long title. Batch two: the first paper again, revised, and another long
+    # title whose slug is the same once cut to 80 characters.
+    write(
+        path,
+        f"{head}\n\n{stem} Part One\n\n{abstract}\n\n{rest}\n"
+        f"{title}\n\n{abstract} Revised.\n\n{stem} Part Two\n\n{abstract}\n",
+    )
+    summary = await load_files(empty_conn, [path], TAXONOMY)
+    assert (summary.inserted, summary.updated) == (6002, 1)
+    assert await _count(empty_conn) == (6002, 6002)
+    revised = await empty_conn.fetchval("SELECT abstract FROM papers WHERE title = $1", title)
+    assert revised.endswith("Revised.")
+    ids = [
+        await empty_conn.fetchval("SELECT id FROM papers WHERE title = $1", f"{stem} Part {n}")
+        for n in ("One", "Two")
+    ]
+    assert ids[1] == f"{ids[0]}-2"

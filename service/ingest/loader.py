@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 
 from service import db
+from service.ingest.keyfilter import KeyFilter
 from service.ingest.records import PaperRecord, Rejected
 from service.ingest.text import slugify, title_key
 from service.ingest.topics import TopicAssignment, TopicDefinition, classify
@@ -225,6 +226,9 @@ class _Loader:
         self.summary = LoadSummary(dry_run=options.dry_run)
         self.known_terms: set[str] = set()
         self.files: set[str] = set()
+        # Loading into an empty table (the bulk case), only what this load wrote can match a
+        # record: the filter then spares the per-batch lookups. None: always look up.
+        self.written: KeyFilter | None = None
 
     def absorb(self, batch: _Batch) -> _Batch:
         """Count what preparing a batch found."""
@@ -252,10 +256,15 @@ class _Loader:
     async def write(self, batch: _Batch) -> None:
         """Match the batch against stored papers, assign ids to new ones, merge."""
         items = list(batch.papers.values())
-        matches = await db.find_matches(
-            self.conn,
-            [p.record.arxiv_id for p in items if p.record.arxiv_id],
-            [p.title_key for p in items],
+        arxiv_ids = [p.record.arxiv_id for p in items if p.record.arxiv_id]
+        title_keys = [p.title_key for p in items]
+        if self.written is not None:
+            arxiv_ids = [a for a in arxiv_ids if f"a:{a}" in self.written]
+            title_keys = [t for t in title_keys if f"t:{t}" in self.written]
+        matches = (
+            await db.find_matches(self.conn, arxiv_ids, title_keys)
+            if arxiv_ids or title_keys
+            else []
         )
         staged, seen, new = self._match(items, _Matches(matches))
         slugs: dict[str, tuple[str, int]] = {}
@@ -274,6 +283,13 @@ class _Loader:
             topic_rows.extend(
                 (paper_id, t.slug, rank, t.score, t.method) for rank, t in enumerate(p.topics)
             )
+        if self.written is not None:
+            for p, _ in staged.values():
+                self.written.add(f"t:{p.title_key}")
+                if p.record.arxiv_id:
+                    self.written.add(f"a:{p.record.arxiv_id}")
+            for base, _ in slugs.values():
+                self.written.add(f"s:{base}")
         await db.merge_batch(
             self.conn,
             new_rows,
@@ -328,7 +344,8 @@ class _Loader:
     async def _assign_ids(self, new: list[_Prepared]) -> list[tuple[str, str, int]]:
         """(id, slug base, n) for each new paper: `base` for the first, `base-N` after."""
         bases = [slugify(p.record.title) for p in new]
-        counters = await db.slug_counters(self.conn, sorted(set(bases)))
+        lookup = sorted({b for b in bases if self.written is None or f"s:{b}" in self.written})
+        counters = await db.slug_counters(self.conn, lookup) if lookup else {}
         candidates: list[tuple[str, str, int]] = []
         for base in bases:
             counters[base] = counters.get(base, 0) + 1
@@ -434,6 +451,8 @@ async def load_records(
     await transaction.start()
     try:
         await _lock(conn, wait=wait, on_wait=on_wait)
+        if await db.count_papers_at_most(conn, 0) == 0:
+            loader.written = KeyFilter()
         await db.sync_topics(conn, [(t.slug, t.label, t.description) for t in taxonomy])
         await db.create_staging(conn)
         async for batch in prepared_batches(records, taxonomy):
