@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +140,29 @@ async def test_colliding_slugs_get_a_suffix(empty_conn: db.Connection, tmp_path:
     # A reload keeps both ids: identity is the title, not the slug.
     summary = await load_files(empty_conn, [path], TAXONOMY)
     assert summary.unchanged == 2
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-load", "two-loads"])
+async def test_a_title_that_slugs_like_a_numbered_id_gets_its_own_id(
+    empty_conn: db.Connection, tmp_path: Path, together: bool
+) -> None:
+    # The second "Foo" is foo-2, which is also the first id of the title "Foo 2".
+    abstract = "We describe a system for distributed training and measure its throughput. " * 3
+
+    def line(title: str, arxiv_id: str) -> str:
+        return json.dumps({"title": title, "abstract": abstract, "arxiv_id": arxiv_id}) + "\n"
+
+    first = line("Foo", "2401.00001") + line("Foo 2", "2401.00002")
+    second = line("Foo", "2401.00003")
+    if together:
+        await load_files(empty_conn, [write(tmp_path / "all.jsonl", first + second)], TAXONOMY)
+    else:
+        await load_files(empty_conn, [write(tmp_path / "a.jsonl", first)], TAXONOMY)
+        await load_files(empty_conn, [write(tmp_path / "b.jsonl", second)], TAXONOMY)
+    rows = await empty_conn.fetch("SELECT id, title FROM papers ORDER BY id")
+    assert len(rows) == 3
+    assert len({r["id"] for r in rows}) == 3
+    assert {r["id"] for r in rows} <= {"foo", "foo-2", "foo-3", "foo-2-2"}
 
 
 async def test_paper_fitting_no_topic_gets_none_and_is_reported(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
 import pytest
 
+from service.ingest import topics
 from service.ingest.topics import (
     MAX_TOPICS,
     TaxonomyError,
@@ -282,3 +284,12 @@ def test_missing_file_is_a_taxonomy_error(tmp_path: Path) -> None:
     with pytest.raises(TaxonomyError, match="cannot read") as info:
         load_taxonomy(path)
     assert str(path) in str(info.value)
+
+
+def test_ascii_text_tokenizes_as_the_unicode_tokenizer_would() -> None:
+    # The fast path is private; its equivalence with the general tokenizer is the point.
+    rng = random.Random(7)  # noqa: S311 (test data, not secrets)
+    alphabet = [chr(code) for code in range(128)]
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))).lower()
+        assert topics._ASCII_TOKEN.findall(text) == topics._TOKEN.findall(text), repr(text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import queue
 import re
 import sys
 import threading
@@ -29,11 +28,13 @@ from service.ingest.text import slugify, title_key
 from service.ingest.topics import TopicAssignment, TopicDefinition, classify
 
 BATCH_SIZE = 5000
+FIRST_BATCH_SIZE = 500  # the database waits for the first batch: keep that wait short
 SWITCH_INTERVAL = 0.0001  # seconds; see load_records
 PIPELINE_DEPTH = 2  # prepared batches waiting for the database: memory stays a few batches
 REPORT_MAX = 1000  # rejects and topic-less titles kept for the summary; all are counted
 TERMS_CACHE_MAX = 1_000_000
 _TERM = re.compile(r"[a-z0-9]{3,40}")
+_NUMBERED = re.compile(r"-[0-9]+$")
 
 
 class LoadOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,8 +89,22 @@ class _Prepared(msgspec.Struct):
     record: PaperRecord
     key: str
     title_key: str
+    slug_base: str
     topics: list[TopicAssignment]
     content_hash: str
+    # Could a stored paper have this arXiv id / title key / slug base? False only when the
+    # load's key filter proves it cannot, which spares the lookup.
+    lookup_arxiv: bool = True
+    lookup_title: bool = True
+    lookup_slug: bool = True
+
+    def row(self, paper_id: str, base: str, n: int) -> tuple[object, ...]:
+        """The paper's row in db.PAPER_COPY_COLUMNS order."""
+        r = self.record
+        return (
+            paper_id, r.title, self.title_key, r.abstract, r.authors, r.published, r.arxiv_id,
+            r.links, r.source, self.content_hash, base, n,
+        )  # fmt: skip
 
 
 def identity(record: PaperRecord, key_of_title: str) -> str:
@@ -115,11 +130,13 @@ def terms_of(*texts: str) -> set[str]:
 
 
 def _batches(
-    items: Iterable[PaperRecord | Rejected], size: int
+    items: Iterable[PaperRecord | Rejected], first: int, size: int
 ) -> Iterator[list[PaperRecord | Rejected]]:
     iterator = iter(items)
-    while batch := list(islice(iterator, size)):
+    batch = list(islice(iterator, first))
+    while batch:
         yield batch
+        batch = list(islice(iterator, size))
 
 
 class _Batch(msgspec.Struct):
@@ -131,7 +148,7 @@ class _Batch(msgspec.Struct):
     superseded: list[PaperRecord]
     without_topic: list[str]
     files: set[str]
-    terms: set[str]  # of every paper in the batch: resending known terms is harmless
+    terms: list[str]  # sorted; without those an earlier batch of this load already had
 
 
 def prepare_batch(
@@ -149,8 +166,9 @@ def prepare_batch(
         superseded=[],
         without_topic=[],
         files=set(),
-        terms=set(),
+        terms=[],
     )
+    terms: set[str] = set()
     for item in items:
         if isinstance(item, Rejected):
             batch.rejected.append(item)
@@ -164,39 +182,77 @@ def prepare_batch(
         earlier = batch.papers.pop(key, None)
         if earlier is not None:
             batch.superseded.append(earlier.record)
-        batch.papers[key] = _Prepared(item, key, key_of_title, topics, content_hash(item, topics))
-        batch.terms |= terms_of(item.title, item.abstract)
+        batch.papers[key] = _Prepared(
+            item, key, key_of_title, slugify(item.title), topics, content_hash(item, topics)
+        )
+        terms |= terms_of(item.title, item.abstract)
+    batch.terms = sorted(terms)
     return batch
+
+
+def mark_lookups(batch: _Batch, seen: KeyFilter) -> None:
+    """Flag the lookups a batch cannot skip, then remember its keys.
+
+    Used when a load starts on an empty table: only papers of earlier batches can then match,
+    and every one of their keys is in `seen` (false positives only cost a lookup).
+    """
+    for p in batch.papers.values():
+        arxiv_key = f"a:{p.record.arxiv_id}" if p.record.arxiv_id else None
+        title_key_ = f"t:{p.title_key}"
+        slug_key = f"s:{p.slug_base}"
+        p.lookup_arxiv = arxiv_key is not None and arxiv_key in seen
+        p.lookup_title = title_key_ in seen
+        p.lookup_slug = slug_key in seen
+    for p in batch.papers.values():
+        if p.record.arxiv_id:
+            seen.add(f"a:{p.record.arxiv_id}")
+        seen.add(f"t:{p.title_key}")
+        seen.add(f"s:{p.slug_base}")
 
 
 _END: Final = object()
 
 
 async def prepared_batches(
-    records: Iterable[PaperRecord | Rejected], taxonomy: Sequence[TopicDefinition]
+    records: Iterable[PaperRecord | Rejected],
+    taxonomy: Sequence[TopicDefinition],
+    seen: KeyFilter | None = None,
 ) -> AsyncIterator[_Batch]:
     """Read and prepare batches in a thread, at most PIPELINE_DEPTH ahead of the consumer.
 
     Parsing and classifying are CPU-bound Python; merging is PostgreSQL's work on the other
-    core. Overlapping them is what brings a load near the COPY ceiling. A reader error is
-    raised here, in the consumer (inside the load's transaction).
+    core. Overlapping them is what brings a load near the COPY ceiling. Batches are handed to
+    the event loop directly (no executor threads: each thread would grow its own malloc
+    arena). A reader error is raised here, in the consumer (inside the load's transaction).
+    With `seen`, the reader also marks the lookups each batch can skip (see mark_lookups).
     """
-    handoff: queue.Queue[object] = queue.Queue(maxsize=PIPELINE_DEPTH)
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Queue[object] = asyncio.Queue()
+    slots = threading.Semaphore(PIPELINE_DEPTH)
     stop = threading.Event()
 
     def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-            except queue.Full:
-                continue
-            return True
-        return False
+        while not slots.acquire(timeout=0.1):
+            if stop.is_set():
+                return False
+        if stop.is_set():
+            return False
+        loop.call_soon_threadsafe(ready.put_nowait, item)
+        return True
+
+    known_terms: set[str] = set()  # a bounded cache: resending a term is harmless
 
     def read() -> None:
         try:
-            for items in _batches(records, BATCH_SIZE):
-                if not put(prepare_batch(items, taxonomy)):
+            for items in _batches(records, FIRST_BATCH_SIZE, BATCH_SIZE):
+                batch = prepare_batch(items, taxonomy)
+                if seen is not None:
+                    mark_lookups(batch, seen)
+                if len(known_terms) > TERMS_CACHE_MAX:
+                    known_terms.clear()
+                batch.terms = [t for t in batch.terms if t not in known_terms]
+                known_terms.update(batch.terms)
+                if not put(batch):
                     return
             put(_END)
         except BaseException as error:  # handed to the consumer, which re-raises it
@@ -205,7 +261,8 @@ async def prepared_batches(
     reader = threading.Thread(target=read, name="papers-load-reader", daemon=True)
     reader.start()
     try:
-        while (item := await asyncio.to_thread(handoff.get)) is not _END:
+        while (item := await ready.get()) is not _END:
+            slots.release()
             if isinstance(item, BaseException):
                 raise item
             yield cast("_Batch", item)
@@ -224,11 +281,7 @@ class _Loader:
         self.taxonomy = taxonomy
         self.options = options
         self.summary = LoadSummary(dry_run=options.dry_run)
-        self.known_terms: set[str] = set()
         self.files: set[str] = set()
-        # Loading into an empty table (the bulk case), only what this load wrote can match a
-        # record: the filter then spares the per-batch lookups. None: always look up.
-        self.written: KeyFilter | None = None
 
     def absorb(self, batch: _Batch) -> _Batch:
         """Count what preparing a batch found."""
@@ -256,46 +309,34 @@ class _Loader:
     async def write(self, batch: _Batch) -> None:
         """Match the batch against stored papers, assign ids to new ones, merge."""
         items = list(batch.papers.values())
-        arxiv_ids = [p.record.arxiv_id for p in items if p.record.arxiv_id]
-        title_keys = [p.title_key for p in items]
-        if self.written is not None:
-            arxiv_ids = [a for a in arxiv_ids if f"a:{a}" in self.written]
-            title_keys = [t for t in title_keys if f"t:{t}" in self.written]
+        arxiv_ids = [p.record.arxiv_id for p in items if p.record.arxiv_id and p.lookup_arxiv]
+        title_keys = [p.title_key for p in items if p.lookup_title]
         matches = (
             await db.find_matches(self.conn, arxiv_ids, title_keys)
             if arxiv_ids or title_keys
             else []
         )
-        staged, seen, new = self._match(items, _Matches(matches))
-        slugs: dict[str, tuple[str, int]] = {}
+        if matches:
+            changed, seen, new = self._match(items, _Matches(matches))
+        else:  # the bulk case: every record is a new paper
+            changed, seen, new = {}, [], items
+        new_rows: list[tuple[object, ...]] = []
+        topic_rows: list[tuple[object, ...]] = []
         for p, (paper_id, base, n) in zip(new, await self._assign_ids(new), strict=True):
-            staged[paper_id] = (p, True)
-            slugs[paper_id] = (base, n)
+            new_rows.append(p.row(paper_id, base, n))
+            topic_rows += [(paper_id, *t) for t in _topic_tails(p)]
             seen.append(paper_id)
         self.summary.inserted += len(new)
-
-        new_rows: list[tuple[object, ...]] = []
         changed_rows: list[tuple[object, ...]] = []
-        topic_rows: list[tuple[object, ...]] = []
-        for paper_id, (p, is_new) in staged.items():
-            base, n = slugs.get(paper_id, (paper_id, 1))  # only inserts use slug bookkeeping
-            (new_rows if is_new else changed_rows).append(_paper_row(paper_id, p, base, n))
-            topic_rows.extend(
-                (paper_id, t.slug, rank, t.score, t.method) for rank, t in enumerate(p.topics)
-            )
-        if self.written is not None:
-            for p, _ in staged.values():
-                self.written.add(f"t:{p.title_key}")
-                if p.record.arxiv_id:
-                    self.written.add(f"a:{p.record.arxiv_id}")
-            for base, _ in slugs.values():
-                self.written.add(f"s:{base}")
+        for paper_id, p in changed.items():
+            changed_rows.append(p.row(paper_id, paper_id, 1))  # an update keeps slug columns
+            topic_rows += [(paper_id, *t) for t in _topic_tails(p)]
         await db.merge_batch(
             self.conn,
             new_rows,
             changed_rows,
             topic_rows,
-            sorted(self._new_terms(batch.terms)) if staged else [],
+            batch.terms if new_rows or changed_rows else [],
             queue=self.options.queue_for_index,
         )
         if self.options.prune:
@@ -303,9 +344,9 @@ class _Loader:
 
     def _match(
         self, items: list[_Prepared], matches: _Matches
-    ) -> tuple[dict[str, tuple[_Prepared, bool]], list[str], list[_Prepared]]:
-        """Split a batch into changed stored papers (staged), seen ids, and new papers."""
-        staged: dict[str, tuple[_Prepared, bool]] = {}  # paper id -> (record, is new)
+    ) -> tuple[dict[str, _Prepared], list[str], list[_Prepared]]:
+        """Split a batch into changed stored papers (by id), seen ids, and new papers."""
+        changed: dict[str, _Prepared] = {}
         seen: list[str] = []
         new: list[_Prepared] = []
         for p in items:
@@ -315,15 +356,15 @@ class _Loader:
                 continue
             paper_id, stored_hash = match
             seen.append(paper_id)
-            if paper_id in staged:  # two records of this batch resolved to one stored paper
-                self._superseded(staged.pop(paper_id)[0].record)
+            if paper_id in changed:  # two records of this batch resolved to one stored paper
+                self._superseded(changed.pop(paper_id).record)
                 self.summary.updated -= 1
             if stored_hash == p.content_hash:
                 self.summary.unchanged += 1
             else:
-                staged[paper_id] = (p, False)
+                changed[paper_id] = p
                 self.summary.updated += 1
-        return staged, seen, new
+        return changed, seen, new
 
     async def prune(self) -> None:
         """Delete what earlier loads of this load's files had and this one lacked."""
@@ -333,37 +374,31 @@ class _Loader:
             if self.options.queue_for_index:
                 await db.queue_for_index(self.conn, pruned)
 
-    def _new_terms(self, terms: set[str]) -> set[str]:
-        """Terms not sent yet by this load (a bounded cache: resending is harmless)."""
-        fresh = terms - self.known_terms
-        if len(self.known_terms) > TERMS_CACHE_MAX:
-            self.known_terms.clear()
-        self.known_terms |= fresh
-        return fresh
-
     async def _assign_ids(self, new: list[_Prepared]) -> list[tuple[str, str, int]]:
         """(id, slug base, n) for each new paper: `base` for the first, `base-N` after."""
-        bases = [slugify(p.record.title) for p in new]
-        lookup = sorted({b for b in bases if self.written is None or f"s:{b}" in self.written})
+        lookup = sorted({p.slug_base for p in new if p.lookup_slug})
         counters = await db.slug_counters(self.conn, lookup) if lookup else {}
         candidates: list[tuple[str, str, int]] = []
-        for base in bases:
-            counters[base] = counters.get(base, 0) + 1
-            candidates.append(_numbered(base, counters[base]))
-        # A first id (n == 1) cannot collide: its slug base was counted. Numbered ids can, with
-        # ids that predate the bookkeeping (their base is the whole id).
-        taken = await db.existing_ids(self.conn, [c[0] for c in candidates if c[2] > 1])
-        if not taken:
-            return candidates
-        result = []
-        for candidate in candidates:
-            paper_id, base, n = candidate
-            while paper_id in taken:
+        for p in new:
+            counters[p.slug_base] = n = counters.get(p.slug_base, 0) + 1
+            candidates.append(_numbered(p.slug_base, n))
+        # An id can be taken although its slug base was counted: "foo-2" (the second "Foo")
+        # and the first paper titled "Foo 2" compete for one id, as do ids that predate the
+        # bookkeeping. Only numbered ids and bases that look numbered can meet one.
+        taken = await db.existing_ids(
+            self.conn, [c[0] for c in candidates if c[2] > 1 or _NUMBERED.search(c[1])]
+        )
+        result: list[tuple[str, str, int]] = []
+        used: set[str] = set()
+        for first_choice in candidates:
+            chosen = first_choice
+            while chosen[0] in taken or chosen[0] in used:
+                base = chosen[1]
                 counters[base] += 1
-                paper_id, base, n = _numbered(base, counters[base])
-                taken |= await db.existing_ids(self.conn, [paper_id])
-            taken.add(paper_id)
-            result.append((paper_id, base, n))
+                chosen = _numbered(base, counters[base])
+                taken |= await db.existing_ids(self.conn, [chosen[0]])
+            used.add(chosen[0])
+            result.append(chosen)
         return result
 
 
@@ -400,13 +435,9 @@ def _numbered(base: str, n: int) -> tuple[str, str, int]:
     return (base if n == 1 else f"{base}-{n}", base, n)
 
 
-def _paper_row(paper_id: str, p: _Prepared, base: str, n: int) -> tuple[object, ...]:
-    """A row in db.PAPER_COPY_COLUMNS order."""
-    r = p.record
-    return (
-        paper_id, r.title, p.title_key, r.abstract, list(r.authors), r.published, r.arxiv_id,
-        r.links, r.source, p.content_hash, base, n,
-    )  # fmt: skip
+def _topic_tails(p: _Prepared) -> list[tuple[object, ...]]:
+    """The paper's topic rows in db.TOPIC_COPY_COLUMNS order, without the leading paper id."""
+    return [(t.slug, rank, t.score, t.method) for rank, t in enumerate(p.topics)]
 
 
 async def _lock(
@@ -451,11 +482,12 @@ async def load_records(
     await transaction.start()
     try:
         await _lock(conn, wait=wait, on_wait=on_wait)
-        if await db.count_papers_at_most(conn, 0) == 0:
-            loader.written = KeyFilter()
+        # Loading into an empty table (the bulk case), only this load's own papers can match a
+        # record: a filter of the keys already read then spares most per-batch lookups.
+        seen = KeyFilter() if await db.count_papers_at_most(conn, 0) == 0 else None
         await db.sync_topics(conn, [(t.slug, t.label, t.description) for t in taxonomy])
         await db.create_staging(conn)
-        async for batch in prepared_batches(records, taxonomy):
+        async for batch in prepared_batches(records, taxonomy, seen):
             await loader.write(loader.absorb(batch))
             if progress is not None:
                 progress(loader.summary.read)
