@@ -6,18 +6,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import asyncpg
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
 
-from service import db
-from service.api import health, papers, search, topics
+from service import db, metrics
+from service.api import export, health, http, limits, papers, problems, search, suggest, topics
+from service.api import metrics as metrics_api
+from service.api.cursor import cursor_codec
 from service.api.deps import provide_connection, provide_engine
-from service.api.problems import handle_http_exception, handle_internal_error, handle_unavailable
+from service.api.openapi import ProblemResponses, openapi_config
+from service.api.ratelimit import RateLimiter, parse_networks, rate_limit
 from service.config import ConfigError, Settings, load_settings
 from service.embedded import resolve_database_url
 from service.logs import access_log_middleware
@@ -29,7 +28,7 @@ from service.search.postgres import PostgresEngine
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"  # CHANGELOG.md
 
 
 def build_engine(settings: Settings, pool: db.Pool, api_key: str | None) -> SearchEngine:
@@ -65,50 +64,70 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await refuse_master_key(settings)
         url, server = await asyncio.to_thread(resolve_database_url, settings)
         pool = await db.create_pool(
-            url, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+            url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            statement_timeout_ms=settings.statement_timeout_ms,
         )
         engine = build_engine(settings, pool, settings.meili_search_key)
         app.state.pool, app.state.engine, app.state.embedded = pool, engine, server
+        app.state.pool_timeout_s = settings.pool_timeout_s
+        app.state.cursor_codec = await cursor_codec(
+            pool, settings.cursor_secret, settings.cursor_ttl_s
+        )
         try:
             yield
         finally:
             await engine.close()
             await pool.close()
 
-    exception_handlers: dict[Any, Any] = {
-        HTTPException: handle_http_exception,
-        EngineUnavailableError: handle_unavailable,
-        asyncpg.PostgresConnectionError: handle_unavailable,
-        asyncpg.CannotConnectNowError: handle_unavailable,
-        ConnectionError: handle_unavailable,
-        Exception: handle_internal_error,
-    }
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             papers.get_paper,
             papers.list_papers,
+            papers.batch_papers,
+            papers.related_papers,
+            export.export_papers,
+            topics.topic_papers,
             search.search,
+            suggest.suggest,
             topics.list_topics,
             health.health,
             health.ready,
+            problems.get_problem_type,
+            metrics_api.get_metrics,
         ],
         dependencies={
             "conn": Provide(provide_connection),
             "engine": Provide(provide_engine, sync_to_thread=False),
         },
         lifespan=[lifespan],
-        middleware=[access_log_middleware],
-        exception_handlers=exception_handlers,
-        openapi_config=OpenAPIConfig(
-            title="Papers API",
-            version=API_VERSION,
-            description=(
-                "Search research papers, browse them by topic, and fetch one paper's JSON. "
-                "Errors are RFC 9457 problem+json."
-            ),
-            path="/schema",
-            use_handler_docstrings=True,
-        ),
+        middleware=[http.route_middleware],
+        before_request=http.require_json_body,
+        cors_config=http.cors_config(settings.cors_origins),
+        exception_handlers={**problems.exception_handlers(), **limits.exception_handlers()},
+        request_max_body_size=limits.MAX_BODY_BYTES,
+        openapi_config=openapi_config(API_VERSION),
+        response_headers=http.DOCUMENTED_HEADERS,
+        plugins=[ProblemResponses()],
         logging_config=None,
         debug=False,
     )
+    app = http.install(app, settings.cors_origins)
+    return _outer_layers(app, settings)
+
+
+def _outer_layers(app: Litestar, settings: Settings) -> Litestar:
+    """Around everything, outermost first: request id and access log, metrics, rate limit,
+    overload refusal; so refusals are counted, logged and carry the request id too."""
+    handler = limits.limit_in_flight(app.asgi_handler, settings.max_in_flight)
+    if settings.rate_limit_enabled:
+        limiter = RateLimiter(
+            settings.rate_limit_burst,
+            settings.rate_limit_per_s,
+            settings.rate_limit_quota,
+            settings.rate_limit_window_s,
+        )
+        handler = rate_limit(handler, limiter, parse_networks(settings.trusted_proxies))
+    app.asgi_handler = access_log_middleware(metrics.observe(handler))
+    return app

@@ -7,8 +7,10 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import msgspec
 
 from service import db, migrate
@@ -144,16 +146,49 @@ async def _load(
     conn = await db.connect(url)
     progress = Progress(total=count_records(expand_paths(paths)))
     try:
-        summary = await load_files(
-            conn, paths, settings.taxonomy_path, fmt, options,
-            progress=progress, on_wait=_announce_wait, wait=wait,
-        )  # fmt: skip
+        started = datetime.now(UTC)
+        try:
+            summary = await load_files(
+                conn, paths, settings.taxonomy_path, fmt, options,
+                progress=progress, on_wait=_announce_wait, wait=wait,
+            )  # fmt: skip
+        except Exception as error:
+            await _record_run(conn, started, paths, None, error)
+            raise
+        await _record_run(conn, started, paths, summary)
         progress.close()
         print_summary(summary)
         if not summary.dry_run:
             print(await _sync_index(conn, settings))
     finally:
         await conn.close()
+
+
+async def _record_run(
+    conn: db.Connection,
+    started: datetime,
+    paths: list[Path],
+    summary: LoadSummary | None,
+    error: Exception | None = None,
+) -> None:
+    """Record the run in `load_runs` for the API's /metrics; a failure to do so is only logged."""
+    if summary is None:
+        outcome, counts = "failed", None
+    else:
+        outcome = "dry-run" if summary.dry_run else "ok"
+        counts = {name: getattr(summary, name) for name in db.LOAD_RUN_COUNTS if name != "rejected"}
+        counts["rejected"] = summary.rejected_count
+    try:
+        await db.record_load_run(
+            conn,
+            started_at=started,
+            outcome=outcome,
+            files=[str(p) for p in paths],
+            counts=counts,
+            error=None if error is None else str(error)[:1000],
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as failure:
+        log.warning("could not record the load run: %s", failure)
 
 
 async def _reindex(url: str, settings: Settings) -> None:
@@ -209,7 +244,15 @@ def serve(settings: Settings) -> int:
         asyncio.run(_load(url, settings, [settings.seeds_dir], None))
     app = create_app(msgspec.structs.replace(settings, database_url=url))
     print(f"serving on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    # proxy_headers off: X-Forwarded-For is believed only from PAPERS_TRUSTED_PROXIES (ratelimit.py).
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
     del server  # the embedded server stops when its last user exits
     return 0
 

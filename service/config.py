@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,6 +32,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_min_size: int = 1
     pool_max_size: int = 10
     log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = ()
+    cursor_secret: str | None = None
+    cursor_ttl_s: int = 86_400
+    # Limits and rate limiting (README "Reliability"; service/api/limits.py, ratelimit.py).
+    statement_timeout_ms: int = 10_000
+    pool_timeout_s: float = 5.0
+    max_in_flight: int = 100
+    rate_limit_enabled: bool = True
+    rate_limit_burst: int = 200
+    rate_limit_per_s: float = 50.0
+    rate_limit_quota: int = 100_000
+    rate_limit_window_s: int = 3600
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def pgdata(self) -> Path:
@@ -77,6 +92,56 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return raw
 
 
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated browser origins (`scheme://host[:port]`), or `*` for any."""
+    origins = tuple(o.strip().rstrip("/") for o in env.get(name, "").split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"{name} must list origins like https://example.org (or *), got {origin!r}"
+            )
+    return origins
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A signing secret: unset, or at least 32 characters (long enough for HMAC-SHA256)."""
+    raw = env.get(name, "")
+    if not raw:
+        return None
+    if len(raw) < 32:
+        raise ConfigError(f"{name} must be at least 32 characters long, got {len(raw)}")
+    return raw
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR networks, each normalised (`10.0.0.0/8`)."""
+    networks = []
+    for item in (i.strip() for i in env.get(name, "").split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must list IP addresses or networks like 10.0.0.0/8, got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from environment variables, failing fast with the variable's name."""
     env = os.environ if env is None else env
@@ -103,4 +168,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pool_min_size=pool_min,
         pool_max_size=pool_max,
         log_level=log_level,
+        cors_origins=_origins(env, "PAPERS_CORS_ORIGINS"),
+        cursor_secret=_secret(env, "PAPERS_CURSOR_SECRET"),
+        cursor_ttl_s=_int(env, "PAPERS_CURSOR_TTL_S", 86_400, 60, 30 * 86_400),
+        statement_timeout_ms=_int(env, "PAPERS_STATEMENT_TIMEOUT_MS", 10_000, 100, 3_600_000),
+        pool_timeout_s=_float(env, "PAPERS_POOL_TIMEOUT_S", 5.0),
+        max_in_flight=_int(env, "PAPERS_MAX_IN_FLIGHT", 100, 1, 100_000),
+        rate_limit_enabled=_bool(env, "PAPERS_RATE_LIMIT_ENABLED", True),
+        rate_limit_burst=_int(env, "PAPERS_RATE_LIMIT_BURST", 200, 1, 1_000_000),
+        rate_limit_per_s=_float(env, "PAPERS_RATE_LIMIT_PER_S", 50.0),
+        rate_limit_quota=_int(env, "PAPERS_RATE_LIMIT_QUOTA", 100_000, 1, 1_000_000_000),
+        rate_limit_window_s=_int(env, "PAPERS_RATE_LIMIT_WINDOW_S", 3600, 1, 31 * 86_400),
+        trusted_proxies=_networks(env, "PAPERS_TRUSTED_PROXIES"),
     )

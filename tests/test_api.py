@@ -45,7 +45,7 @@ async def test_get_paper(client: Client) -> None:
     assert paper["arxiv_id"] is None
     assert paper["authors"] == []
     assert 1 <= len(paper["topics"]) <= 3
-    assert all(set(t) == {"slug", "label"} for t in paper["topics"])
+    assert all(set(t) == {"slug", "label", "score", "method"} for t in paper["topics"])
     assert set(paper["links"]) == {"code", "models", "datasets", "project", "pdf"}
 
 
@@ -83,6 +83,7 @@ async def test_list_papers_by_topic(client: Client) -> None:
     page = (await client.get("/v1/papers", params={"topic": "biology", "limit": 100})).json()
     assert page["data"]
     assert page["next_cursor"] is None
+    assert page["total"] == len(page["data"])
     assert all("biology" in {t["slug"] for t in p["topics"]} for p in page["data"])
     topics = (await client.get("/v1/topics")).json()["data"]
     assert len(page["data"]) == next(t["count"] for t in topics if t["slug"] == "biology")
@@ -209,6 +210,10 @@ async def test_openapi_schema_documents_every_route(client: Client) -> None:
     assert {
         "/v1/papers",
         "/v1/papers/{paper_id}",
+        "/v1/papers/batch",
+        "/v1/papers/{paper_id}/related",
+        "/v1/papers.jsonl",
+        "/v1/topics/{slug}/papers",
         "/v1/search",
         "/v1/topics",
         "/health",

@@ -16,11 +16,12 @@ import msgspec
 import pytest
 from meilisearch_python_sdk.models.settings import MeilisearchSettings
 
-from service.models import Links, Paper, SearchHit, Source, TopicRef
+from service.models import CodeCounts, Links, Paper, SearchHit, Source, TopicRef
 from service.search.engine import (
     HIGHLIGHT_POST,
     HIGHLIGHT_PRE,
     EngineUnavailableError,
+    ResultTooLargeError,
     SearchQuery,
 )
 from service.search.meili_keys import (
@@ -31,19 +32,25 @@ from service.search.meili_keys import (
 )
 from service.search.meilisearch import (
     CROP_MARKER,
+    FACETS,
     MAX_TOTAL_HITS,
+    SORTS,
     TOPIC_FACET,
     MeilisearchEngine,
     MeilisearchRequestError,
     MeilisearchTaskError,
     document_to_hit,
+    facets_of,
     index_settings,
     merge_results,
     page_window,
     paper_to_document,
     quote_filter_value,
     raise_for_task,
+    search_filter,
     search_params,
+    suggest_params,
+    suggestions_of,
     topic_filter,
 )
 
@@ -54,8 +61,13 @@ def make_paper(**changes: Any) -> Paper:
         title="Scaling Laws for KV Caches",
         abstract="We study how the KV cache grows. Code: https://github.com/x/kv",
         topics=[
-            TopicRef(slug="inference-efficiency", label="Inference efficiency"),
-            TopicRef(slug="scaling-laws", label="Scaling laws"),
+            TopicRef(
+                slug="inference-efficiency",
+                label="Inference efficiency",
+                score=0.8,
+                method="phrases",
+            ),
+            TopicRef(slug="scaling-laws", label="Scaling laws", score=0.4, method="phrases"),
         ],
         links=Links(code=["https://github.com/x/kv"]),
         authors=["Ada Lovelace", "Alan Turing"],
@@ -71,25 +83,36 @@ def make_paper(**changes: Any) -> Paper:
 # --- settings --------------------------------------------------------------------------------
 
 
-def test_settings_rank_title_first_and_expose_filters_and_sorts() -> None:
+def test_settings_search_what_postgres_searches_and_expose_filters_and_sorts() -> None:
     settings = index_settings()
-    searchable = settings["searchableAttributes"]
-    assert searchable == ["title", "abstract", "authors", "topic_labels"]
-    assert searchable.index("title") < searchable.index("abstract")
-    assert {TOPIC_FACET, "has_code", "published_year", "arxiv_id"} <= set(
-        settings["filterableAttributes"]
-    )
-    assert "id" in settings["sortableAttributes"]
-    assert settings["faceting"]["maxValuesPerFacet"] >= 50
-    assert settings["pagination"]["maxTotalHits"] == MAX_TOTAL_HITS
+    # The text PostgreSQL's search_vector holds, title first: `q` means the same on both.
+    assert settings["searchableAttributes"] == ["title", "abstract"]
+    filterable = set(settings["filterableAttributes"])
+    assert {*FACETS, "published_ts", "author_keys", "arxiv_id"} <= filterable
+    assert {"id", "title", "published", "updated_at_ts"} == set(settings["sortableAttributes"])
+    assert settings["faceting"]["maxValuesPerFacet"] >= 200  # a year per value
+    assert settings["pagination"]["maxTotalHits"] == MAX_TOTAL_HITS >= 100_000
     assert settings["typoTolerance"]["enabled"] is True
 
 
-def test_ranking_rules_keep_relevance_first_and_sort_as_the_tie_breaker() -> None:
+def test_ranking_rules_sort_first_relevance_next_and_the_id_breaks_ties() -> None:
     rules = index_settings()["rankingRules"]
-    assert rules[:4] == ["words", "typo", "proximity", "attribute"]
-    assert rules[-1] == "sort"
-    assert rules.index("exactness") < rules.index("sort")
+    assert rules[0] == "sort"  # an explicit sort orders by that alone, as PostgreSQL does
+    assert rules[1:5] == ["words", "typo", "proximity", "attribute"]
+    assert rules[-1] == "id:asc"  # no two documents tie: pages never overlap
+    assert rules.index("exactness") < rules.index("id:asc")
+
+
+def test_every_api_sort_maps_to_a_sortable_attribute_then_the_id() -> None:
+    sortable = set(index_settings()["sortableAttributes"])
+    assert SORTS["relevance"] is None
+    for name, sort in SORTS.items():
+        if sort is None:
+            continue
+        field, direction = sort[0].split(":")
+        assert field in sortable
+        assert direction == ("desc" if name.startswith("-") else "asc")
+        assert sort[1:] == ["id:asc"]
 
 
 def test_settings_survive_the_sdk_model_unchanged() -> None:
@@ -118,7 +141,8 @@ def test_document_is_the_paper_json_plus_derived_fields() -> None:
     json.dumps(doc)  # plain JSON, dates as strings
     assert doc["published"] == "2025-03-11"
     assert doc[TOPIC_FACET] == ["inference-efficiency", "scaling-laws"]
-    assert doc["topic_labels"] == ["Inference efficiency", "Scaling laws"]
+    assert doc["has_topics"] is True
+    assert doc["author_keys"] == ["ada lovelace", "alan turing"]
     assert doc["has_code"] is True
     assert doc["published_year"] == 2025
     assert doc["published_ts"] == int(datetime(2025, 3, 11, tzinfo=UTC).timestamp())
@@ -127,8 +151,10 @@ def test_document_is_the_paper_json_plus_derived_fields() -> None:
 
 
 def test_unknown_values_stay_null_in_the_document() -> None:
-    doc = paper_to_document(make_paper(published=None, links=Links(), topics=[]))
+    doc = paper_to_document(make_paper(published=None, links=Links(), topics=[], authors=[]))
     assert doc["published"] is None
+    assert doc["has_topics"] is False
+    assert doc["author_keys"] == []
     assert doc["published_year"] is None
     assert doc["published_ts"] is None
     assert doc["has_code"] is False
@@ -192,6 +218,42 @@ HOSTILE = [
 def test_topic_filter_rejects_anything_but_a_slug(value: str) -> None:
     with pytest.raises(ValueError, match="topic slug"):
         topic_filter(["alignment", value])
+
+
+def test_topic_filter_in_all_mode_ands_the_topics() -> None:
+    assert topic_filter(["alignment", "scaling-laws"], "all") == [
+        'topic_slugs = "alignment"',
+        'topic_slugs = "scaling-laws"',
+    ]
+
+
+def test_author_keys_ignore_case_accents_and_spacing() -> None:
+    doc = paper_to_document(make_paper(authors=["Zoë  Müller", "ŁUKASZ Kaiser", "zoe muller"]))
+    assert doc["author_keys"] == ["lukasz kaiser", "zoe muller"]
+
+
+def test_search_filter_ands_every_filter_and_quotes_author_keys() -> None:
+    query = SearchQuery(
+        topics=("alignment",),
+        has_code=False,
+        published_from=date(2024, 1, 1),
+        published_to=date(2024, 12, 31),
+        authors=('Zoë "Z" Müller', 'ZOE  "z" MULLER', "Ada Lovelace"),
+    )
+    from_ts = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
+    to_ts = int(datetime(2024, 12, 31, tzinfo=UTC).timestamp())
+    assert search_filter(query) == [
+        ['topic_slugs = "alignment"'],
+        "has_code = false",
+        f"published_ts >= {from_ts}",
+        f"published_ts <= {to_ts}",
+        [
+            "author_keys = " + quote_filter_value('zoe "z" muller'),
+            'author_keys = "ada lovelace"',
+        ],
+    ]
+    assert search_filter(query, with_topics=False) == search_filter(query)[1:]  # type: ignore[index]
+    assert search_filter(SearchQuery(q="kv", sort="-published")) is None
 
 
 def test_topic_filter_needs_a_topic() -> None:
@@ -274,19 +336,33 @@ def _payload(params: Any) -> dict[str, Any]:
     return dumped
 
 
-def test_browse_is_one_query_sorted_by_id_with_exact_totals() -> None:
+def test_browse_is_one_query_in_ranking_order_with_exact_totals_and_every_facet() -> None:
     (only,) = [_payload(p) for p in search_params("papers", SearchQuery(limit=10, offset=20))]
     assert only["q"] == ""
     assert only["filter"] is None
-    assert only["sort"] == ["id:asc"]
+    assert only["sort"] is None  # relevance: the ranking rules, ending with id:asc
     assert (only["hitsPerPage"], only["page"]) == (10, 3)
-    assert only["facets"] == [TOPIC_FACET]
+    assert only["facets"] == list(FACETS)
+
+
+def test_a_sorted_search_sends_the_sort_and_the_id_tie_breaker() -> None:
+    query = SearchQuery(q="kv", sort="-published", has_code=True)
+    (only,) = [_payload(p) for p in search_params("papers", query)]
+    assert only["sort"] == ["published:desc", "id:asc"]
+    assert only["filter"] == ["has_code = true"]
+    assert only["facets"] == list(FACETS)  # without a topic filter, one query does it all
+
+
+def test_the_query_text_goes_to_meilisearch_as_typed() -> None:
+    q = '"kv cache" -quantization evic'  # phrase, exclusion and prefix: Meilisearch's syntax
+    (only,) = [_payload(p) for p in search_params("papers", SearchQuery(q=q))]
+    assert only["q"] == q
+    assert only["matchingStrategy"] == "all"
 
 
 def test_search_highlights_title_and_crops_abstract_with_our_tags() -> None:
     (only,) = [_payload(p) for p in search_params("papers", SearchQuery(q="kv cache"))]
     assert only["q"] == "kv cache"
-    assert only["sort"] == ["id:asc"]
     assert only["attributesToHighlight"] == ["title", "abstract"]
     assert only["attributesToCrop"] == ["abstract"]
     assert only["cropLength"] == 40
@@ -294,18 +370,27 @@ def test_search_highlights_title_and_crops_abstract_with_our_tags() -> None:
     assert (only["highlightPreTag"], only["highlightPostTag"]) == ("<mark>", "</mark>")
 
 
-def test_topics_add_an_unfiltered_facet_query() -> None:
-    query = SearchQuery(q="kv", topics=("alignment", "scaling-laws"))
+def test_topics_add_a_facet_query_with_every_other_filter() -> None:
+    query = SearchQuery(q="kv", topics=("alignment", "scaling-laws"), has_code=True)
     hits, facets = (_payload(p) for p in search_params("papers", query))
-    assert hits["filter"] == [['topic_slugs = "alignment"', 'topic_slugs = "scaling-laws"']]
+    assert hits["filter"] == [
+        ['topic_slugs = "alignment"', 'topic_slugs = "scaling-laws"'],
+        "has_code = true",
+    ]
     assert hits["facets"] is None
-    assert facets["filter"] is None
+    assert facets["filter"] == ["has_code = true"]
     assert facets["q"] == "kv"
-    assert facets["facets"] == [TOPIC_FACET]
+    assert facets["facets"] == list(FACETS)
     assert facets["hitsPerPage"] == 0
+    assert facets["sort"] is None
 
 
-def _hits_result(papers: list[Paper], total: int, facets: dict[str, int]) -> dict[str, Any]:
+def _hits_result(
+    papers: list[Paper],
+    total: int,
+    facets: dict[str, int],
+    more: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
     hits = []
     for paper in papers:
         doc = paper_to_document(paper)
@@ -320,7 +405,7 @@ def _hits_result(papers: list[Paper], total: int, facets: dict[str, int]) -> dic
         "page": 1,
         "totalPages": (total + 1) // 2,
         "totalHits": total,
-        "facetDistribution": {TOPIC_FACET: facets},
+        "facetDistribution": {TOPIC_FACET: facets, **(more or {})},
         "facetStats": {},
     }
 
@@ -350,11 +435,79 @@ def test_merge_cuts_the_page_down_to_the_window() -> None:
     assert result.total == 30
 
 
+def test_facets_reconcile_with_the_total_they_were_counted_over() -> None:
+    result = _hits_result(
+        [],
+        total=10,
+        facets={"alignment": 4},
+        more={
+            "has_topics": {"true": 7, "false": 3},
+            "has_code": {"true": 6, "false": 4},
+            "published_year": {"2024": 5, "2021": 2},
+        },
+    )
+    facets = facets_of(result)
+    assert facets.topics == {"alignment": 4}
+    assert facets.no_topic == 3
+    assert facets.has_code == CodeCounts(true=6, false=4)
+    assert facets.years == {2021: 2, 2024: 5}
+    assert list(facets.years) == [2021, 2024]
+    assert facets.undated == 3  # 10 hits, 7 of them with a year
+
+
+def test_missing_facet_values_count_zero() -> None:
+    facets = facets_of(_hits_result([], total=2, facets={}, more={"has_code": {"false": 2}}))
+    assert facets.has_code == CodeCounts(true=0, false=2)
+    assert (facets.no_topic, facets.years, facets.undated) == (0, {}, 2)
+
+
+@pytest.mark.parametrize("which", ["hits", "facets"])
+def test_a_count_at_max_total_hits_is_too_large_to_be_exact(which: str) -> None:
+    small = _hits_result([], total=5, facets={})
+    large = _hits_result([], total=MAX_TOTAL_HITS, facets={})
+    hits, facets = (large, small) if which == "hits" else (small, large)
+    with pytest.raises(ResultTooLargeError, match="maxTotalHits"):
+        merge_results(hits, facets)
+    merge_results(_hits_result([], total=MAX_TOTAL_HITS - 1, facets={}))
+
+
 def test_merge_falls_back_to_the_estimate_and_to_no_facets() -> None:
     estimated = {"hits": [], "query": "", "processingTimeMs": 0, "estimatedTotalHits": 7}
     result = merge_results(estimated)
     assert result.total == 7
     assert result.topic_facets == {}
+    assert result.facets.undated == 7
+
+
+# --- suggestions -------------------------------------------------------------------------------
+
+
+def test_suggest_searches_titles_only_and_returns_little() -> None:
+    sent = _payload(suggest_params("papers", "kv cache comp", 10))
+    assert sent["q"] == "kv cache comp"
+    assert sent["attributesToSearchOn"] == ["title"]
+    assert sent["attributesToRetrieve"] == ["id", "title"]
+    assert sent["attributesToHighlight"] == ["title"]
+    assert (sent["highlightPreTag"], sent["highlightPostTag"]) == ("<mark>", "</mark>")
+    assert sent["limit"] == 10
+    assert sent["matchingStrategy"] == "all"
+    assert set(sent["attributesToSearchOn"]) <= set(index_settings()["searchableAttributes"])
+
+
+def test_suggestions_take_the_highlight_from_formatted() -> None:
+    result = {
+        "hits": [
+            {
+                "id": "a",
+                "title": "KV Cache",
+                "_formatted": {"id": "a", "title": "<mark>KV</mark> Cache"},
+            },
+            {"id": "b", "title": "Plain"},
+        ]
+    }
+    a, b = suggestions_of(result)
+    assert (a.id, a.title, a.highlight) == ("a", "KV Cache", "<mark>KV</mark> Cache")
+    assert (b.id, b.highlight) == ("b", "Plain")
 
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -555,6 +708,52 @@ async def test_our_bad_request_is_a_distinct_error_naming_meilisearchs_code() ->
     assert caught.value.code == "invalid_search_filter"
     assert "is not filterable" in str(caught.value)
     assert not isinstance(caught.value, EngineUnavailableError)
+
+
+async def test_a_search_meilisearch_cannot_count_exactly_is_too_large() -> None:
+    saturated = _hits_result([make_paper(id="a")], total=MAX_TOTAL_HITS, facets={})
+    routes = {("POST", "/multi-search"): _json(200, {"results": [saturated]})}
+    async with FakeMeilisearch(routes) as fake, _engine(fake) as engine:
+        with pytest.raises(ResultTooLargeError):
+            await engine.search(SearchQuery(q="", offset=MAX_TOTAL_HITS - 10, limit=20))
+    (sent,) = fake.bodies("POST", "/multi-search")
+    assert sent["queries"][0]["page"] * sent["queries"][0]["hitsPerPage"] >= MAX_TOTAL_HITS
+
+
+async def test_suggest_sends_one_title_search_and_reads_the_highlights() -> None:
+    answer = {
+        "indexUid": "papers",
+        "hits": [
+            {
+                "id": "gear",
+                "title": "GEAR: KV Cache Compression",
+                "_formatted": {"id": "gear", "title": "GEAR: <mark>KV</mark> Cache Compression"},
+            }
+        ],
+        "query": "kv",
+        "processingTimeMs": 1,
+        "limit": 5,
+        "offset": 0,
+        "estimatedTotalHits": 1,
+    }
+    routes = {("POST", "/multi-search"): _json(200, {"results": [answer]})}
+    async with FakeMeilisearch(routes) as fake, _engine(fake) as engine:
+        result = await engine.suggest("kv", 5)
+        assert (await engine.suggest("   ")).suggestions == []  # asks nothing
+    (sent,) = fake.bodies("POST", "/multi-search")
+    (only,) = sent["queries"]
+    assert (only["q"], only["limit"], only["attributesToSearchOn"]) == ("kv", 5, ["title"])
+    assert result.engine == "meilisearch"
+    assert [(s.id, s.highlight) for s in result.suggestions] == [
+        ("gear", "GEAR: <mark>KV</mark> Cache Compression")
+    ]
+
+
+async def test_suggest_failures_are_unavailable_like_searches() -> None:
+    routes = {("POST", "/multi-search"): _json(503, _error("internal", "busy"))}
+    async with FakeMeilisearch(routes) as fake, _engine(fake, timeout=0.5) as engine:
+        with pytest.raises(EngineUnavailableError):
+            await engine.suggest("kv")
 
 
 async def test_ping_reads_the_health_endpoint() -> None:

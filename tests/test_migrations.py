@@ -11,7 +11,16 @@ import pytest
 from service import migrate
 from tests.conftest import PgServer
 
-TABLES = {"papers", "topics", "paper_topics", "search_terms", "search_outbox"}
+TABLES = {
+    "papers",
+    "topics",
+    "paper_topics",
+    "search_terms",
+    "search_outbox",
+    "api_secrets",
+    "corpus_state",
+    "load_runs",
+}
 
 
 @pytest.fixture

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
-from litestar import Response, get
+import msgspec
+from litestar import get
 from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 
 from service import db
 from service.api.deps import Engine
-from service.models import Health
+from service.api.problems import PROBLEM_JSON, NotReady, build_problem
+from service.models import Health, Problem
 
 
 @get("/health", summary="Liveness", tags=["health"])
@@ -28,21 +32,43 @@ async def _database_ok(pool: db.Pool) -> bool:
     return True
 
 
-@get("/ready", summary="Readiness", tags=["health"])
-async def ready(state: State, engine: Engine) -> Response[Health]:
+@get(
+    "/ready",
+    summary="Readiness",
+    tags=["health"],
+    responses={
+        503: ResponseSpec(
+            Problem,
+            generate_examples=False,
+            description="`unavailable`: PostgreSQL does not answer; `checks` says what is down.",
+            media_type=PROBLEM_JSON,
+            examples=[
+                Example(
+                    summary="PostgreSQL is down",
+                    value=msgspec.to_builtins(
+                        build_problem(
+                            503,
+                            None,
+                            "not ready: database unavailable",
+                            "/ready",
+                            checks={"database": "unavailable", "engine:postgres": "ok"},
+                        )
+                    ),
+                )
+            ],
+        )
+    },
+)
+async def ready(state: State, engine: Engine) -> Health:
     """200 `ok` when PostgreSQL and the search engine answer; 200 `degraded` when only
-    Meilisearch is down (searches fall back to PostgreSQL); 503 when PostgreSQL is down."""
+    Meilisearch is down (searches fall back to PostgreSQL); 503 problem when PostgreSQL is
+    down, with the state of each dependency in `checks`."""
     database_ok, engine_ok = await asyncio.gather(_database_ok(state.pool), engine.ping())
     checks = {
         "database": "ok" if database_ok else "unavailable",
         f"engine:{engine.name}": "ok" if engine_ok else "unavailable",
     }
     if not database_ok:
-        status = "unavailable"
-    elif engine_ok:
-        status = "ok"
-    else:  # every engine other than PostgreSQL itself falls back to PostgreSQL
-        status = "degraded"
-    return Response(
-        Health(status=status, checks=checks), status_code=503 if status == "unavailable" else 200
-    )
+        raise NotReady(checks)
+    # Every engine other than PostgreSQL itself falls back to PostgreSQL.
+    return Health(status="ok" if engine_ok else "degraded", checks=checks)

@@ -1,16 +1,21 @@
-"""GET /v1/topics."""
+"""GET /v1/topics and GET /v1/topics/{slug}/papers."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
 from service import db
 from service.api.deps import Conn, Engine
+from service.api.http import http_date
+from service.api.papers import CursorParam, Limit, paper_page
 from service.api.search import MAX_QUERY_LENGTH
-from service.models import Topic, TopicList
+from service.models import PaperPage, Topic, TopicList
 from service.search.engine import SearchQuery
 
 
@@ -21,16 +26,41 @@ async def list_topics(
     q: Annotated[
         str | None,
         Parameter(
-            description="Count only papers matching this query.", max_length=MAX_QUERY_LENGTH
+            description="Count only papers matching this query.",
+            max_length=MAX_QUERY_LENGTH,
+            examples=[Example(summary="topics of KV-cache papers", value="kv cache")],
         ),
     ] = None,
-) -> TopicList:
-    """Every topic of the taxonomy with its paper count (for `q`, the count of matching papers)."""
+) -> Response[TopicList]:
+    """Every topic of the taxonomy with its paper count (for `q`, the count of matching papers).
+
+    `Last-Modified` is when a paper was last added, changed or pruned, since that is what
+    moves the counts.
+    """
     topics = await db.list_topics(conn)
+    changed = await db.papers_changed_at(conn)
+    headers = {"Last-Modified": http_date(changed)} if changed is not None else {}
     if q is None or not q.strip():
-        return TopicList(data=topics)
+        return Response(TopicList(data=topics), headers=headers)
     facets = (await engine.search(SearchQuery(q=q.strip(), limit=0))).topic_facets
-    return TopicList(
-        data=[Topic(t.slug, t.label, t.description, facets.get(t.slug, 0)) for t in topics],
-        query=q,
-    )
+    counted = [Topic(t.slug, t.label, t.description, facets.get(t.slug, 0)) for t in topics]
+    return Response(TopicList(data=counted, query=q), headers=headers)
+
+
+@get("/v1/topics/{slug:str}/papers", summary="Papers of a topic", tags=["topics"])
+async def topic_papers(
+    conn: Conn,
+    state: State,
+    request: Request[Any, Any, Any],
+    slug: Annotated[
+        str, Parameter(description="The topic's slug.", examples=[Example(value="biology")])
+    ],
+    limit: Limit = 20,
+    cursor: CursorParam = None,
+) -> Response[PaperPage]:
+    """The papers carrying this topic, in id order, a page at a time, with the exact `total`;
+    paged like `GET /v1/papers` (signed expiring cursor, `Link: rel="next"`). 404 problem for
+    an unknown topic."""
+    if slug not in await db.topic_slugs(conn):
+        raise NotFoundException(detail=f"no topic {slug!r}; see /v1/topics")
+    return await paper_page(conn, state, request, topic=slug, limit=limit, cursor=cursor)

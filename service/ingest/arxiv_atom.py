@@ -77,6 +77,8 @@ def _events(path: Path, handle: IO[bytes]) -> Iterator[tuple[str, Element]]:
         raise ParseError(
             path, error.position[0], f"the XML breaks off or is malformed: {error}"
         ) from None
+    except LookupError as error:  # expat: the XML declaration names an unknown encoding
+        raise ParseError(path, 1, f"the XML declares an unknown encoding: {error}") from None
     except DefusedXmlException as error:
         raise ParseError(
             path,

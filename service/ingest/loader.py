@@ -499,6 +499,9 @@ async def load_records(
                 f"{loader.summary.rejected_count} record(s) rejected and --strict given; first: "
                 f"{first.file} #{first.position}: {first.field}: {first.reason}"
             )
+        summary = loader.summary
+        if summary.inserted or summary.updated or summary.pruned:
+            await db.mark_corpus_changed(conn)  # listings' and topics' Last-Modified
     except BaseException:
         await transaction.rollback()
         raise

@@ -28,7 +28,9 @@ ABSTRACT_MAX = 100_000
 AUTHORS_MAX = 1000
 AUTHOR_MAX = 300
 URL_MAX = 2000
-ARXIV_ID = re.compile(r"^(?:\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?$")
+ARXIV_ID = re.compile(  # ASCII digits only: \d would take any script's digits
+    r"^(?:[0-9]{4}\.[0-9]{4,5}|[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/[0-9]{7})(?:v[0-9]+)?$"
+)
 """New-style (`2401.01234`, 4 or 5 digits after the dot) or old-style (`hep-th/9901001`,
 `math.GT/0309136`) arXiv ids, with an optional version suffix (`v2`)."""
 

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
+from service import metrics
 from service.models import Paper
-from service.search.engine import EngineUnavailableError, SearchEngine, SearchQuery, SearchResult
+from service.search.engine import (
+    SUGGEST_LIMIT,
+    EngineUnavailableError,
+    ResultTooLargeError,
+    SearchEngine,
+    SearchQuery,
+    SearchResult,
+    SuggestResult,
+)
 from service.search.meilisearch import MeilisearchRequestError
 
 log = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
 
 
 class FallbackEngine:
@@ -17,7 +29,9 @@ class FallbackEngine:
 
     The result's `engine` names whichever engine answered. A 4xx from Meilisearch means our
     request was wrong: that is raised, not hidden behind the fallback. The one exception is a
-    missing index, which is a deployment state (nothing loaded yet), not a bad request.
+    missing index, which is a deployment state (nothing loaded yet), not a bad request. A
+    search too large for the primary to count exactly goes to the fallback too, without a
+    warning: that is a limit, not a fault.
     """
 
     def __init__(self, primary: SearchEngine, fallback: SearchEngine) -> None:
@@ -28,7 +42,23 @@ class FallbackEngine:
     async def search(self, query: SearchQuery) -> SearchResult:
         """The primary's answer, or the fallback's when the primary cannot give one."""
         try:
-            return await self.primary.search(query)
+            return await self._either(lambda engine: engine.search(query))
+        except ResultTooLargeError as error:
+            log.info(
+                "search too large for %s, answering with %s",
+                self.primary.name,
+                self.fallback.name,
+                extra={"fields": {"engine": self.primary.name, "reason": str(error)}},
+            )
+            return await self.fallback.search(query)
+
+    async def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> SuggestResult:
+        """The primary's suggestions, or the fallback's when the primary cannot give them."""
+        return await self._either(lambda engine: engine.suggest(prefix, limit))
+
+    async def _either(self, call: Callable[[SearchEngine], Awaitable[_R]]) -> _R:
+        try:
+            return await call(self.primary)
         except EngineUnavailableError as error:
             reason = str(error)
         except MeilisearchRequestError as error:
@@ -41,7 +71,8 @@ class FallbackEngine:
             self.fallback.name,
             extra={"fields": {"engine": self.primary.name, "reason": reason}},
         )
-        return await self.fallback.search(query)
+        metrics.record_fallback(self.primary.name, self.fallback.name)
+        return await call(self.fallback)
 
     async def ping(self) -> bool:
         """Whether the primary engine answers (the fallback is checked with the database)."""

@@ -20,30 +20,49 @@ from meilisearch_python_sdk.errors import MeilisearchApiError, MeilisearchError
 from meilisearch_python_sdk.models.search import SearchParams
 from meilisearch_python_sdk.models.settings import MeilisearchSettings
 
-from service.models import Paper, SearchHit
+from service.models import CodeCounts, Paper, SearchFacets, SearchHit, Suggestion
 from service.search.engine import (
     HIGHLIGHT_POST,
     HIGHLIGHT_PRE,
+    SUGGEST_LIMIT,
     EngineUnavailableError,
+    ResultTooLargeError,
     SearchQuery,
     SearchResult,
+    SuggestResult,
+    author_key,
 )
 
 ENGINE_NAME: Final = "meilisearch"
 DEFAULT_INDEX: Final = "papers"
 PRIMARY_KEY: Final = "id"
 TOPIC_FACET: Final = "topic_slugs"
+# Every facet of a search response, asked together (see `search_params`).
+FACETS: Final = (TOPIC_FACET, "has_topics", "has_code", "published_year")
 CROP_MARKER: Final = "…"
 ABSTRACT_CROP_WORDS: Final = 40
 BATCH_SIZE: Final = 1000
 
 # Meilisearch never counts (nor pages) past `maxTotalHits`: `totalHits` saturates there. The
-# docs warn that raising it slows exhaustive (`page`/`hitsPerPage`) searches and deep offsets,
-# so it is sized for the corpus we expect (daily listings: ~20k papers is years of them), not
-# set to "infinite". Past it, totals are capped; the Postgres engine has no such cap.
-MAX_TOTAL_HITS: Final = 20_000
-# One facet value per taxonomy topic; the taxonomy is a few dozen topics, far below this.
-MAX_VALUES_PER_FACET: Final = 100
+# docs warn that raising it slows exhaustive (`page`/`hitsPerPage`) searches and deep offsets;
+# only deep pages pay, though, and a million covers the corpora we expect. A search that
+# reaches it raises ResultTooLargeError, and the FallbackEngine lets PostgreSQL (no cap)
+# answer, so totals and deep pages stay exact.
+MAX_TOTAL_HITS: Final = 1_000_000
+# Facet values returned per facet: a few dozen topics, and one value per publication year.
+MAX_VALUES_PER_FACET: Final = 1000
+# Relevance, then the paper id: no two papers tie, so pages never overlap nor skip.
+TIE_BREAKER: Final = f"{PRIMARY_KEY}:asc"
+# The API's sort orders as Meilisearch `sort` values (relevance: none, the ranking rules).
+SORTS: Final[dict[str, list[str] | None]] = {
+    "relevance": None,
+    "title": ["title:asc", TIE_BREAKER],
+    "-title": ["title:desc", TIE_BREAKER],
+    "published": ["published:asc", TIE_BREAKER],
+    "-published": ["published:desc", TIE_BREAKER],
+    "updated": ["updated_at_ts:asc", TIE_BREAKER],
+    "-updated": ["updated_at_ts:desc", TIE_BREAKER],
+}
 
 SLUG_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PAPER_FIELDS: Final = frozenset(Paper.__struct_fields__)
@@ -85,21 +104,35 @@ def index_settings() -> dict[str, Any]:
     """The index settings payload, as Meilisearch's `PATCH /indexes/{uid}/settings` takes it."""
     return {
         # Priority order matters to the `attribute` ranking rule: a title match beats the rest.
-        "searchableAttributes": ["title", "abstract", "authors", "topic_labels"],
+        # The same text as PostgreSQL's search_vector, so `q` means the same on both engines
+        # (authors and topics have their own filters).
+        "searchableAttributes": ["title", "abstract"],
         "filterableAttributes": [
             TOPIC_FACET,
+            "has_topics",
             "has_code",
             "published_year",
             "published_ts",
+            "author_keys",
             "arxiv_id",
         ],
-        # `published` is an ISO date string, which sorts chronologically; `updated_at` is an
-        # RFC 3339 string whose offset may vary, so its numeric twin is the sortable one.
+        # `published` is an ISO date string, which sorts chronologically (a paper without one
+        # sorts last either way, as in PostgreSQL's NULLS LAST); `updated_at` is an RFC 3339
+        # string whose offset may vary, so its numeric twin is the sortable one.
         "sortableAttributes": ["id", "title", "published", "updated_at_ts"],
-        # Meilisearch's default order except `sort`, moved last: placed before `exactness` it
-        # would let `id:asc` override exactness; last, it only breaks ties, deterministically.
-        # (`attribute` is accepted by every v1 release; 1.36+ also splits it in two.)
-        "rankingRules": ["words", "typo", "proximity", "attribute", "exactness", "sort"],
+        # `sort` first: a search that sorts (by title, date) is ordered by that alone, as in
+        # PostgreSQL; a relevance search sends no `sort`, so the rule does nothing. The custom
+        # `id:asc` last breaks relevance ties by paper id. (`attribute` is accepted by every
+        # v1 release; 1.36+ also splits it in two.)
+        "rankingRules": [
+            "sort",
+            "words",
+            "typo",
+            "proximity",
+            "attribute",
+            "exactness",
+            TIE_BREAKER,
+        ],
         "typoTolerance": {
             "enabled": True,
             # The documented defaults: no typo under 5 letters keeps acronyms (RLHF, LoRA, KV)
@@ -121,7 +154,8 @@ def paper_to_document(paper: Paper) -> dict[str, Any]:
     published = paper.published
     doc.update(
         topic_slugs=[topic.slug for topic in paper.topics],
-        topic_labels=[topic.label for topic in paper.topics],
+        has_topics=bool(paper.topics),
+        author_keys=sorted({author_key(name) for name in paper.authors}),
         has_code=bool(paper.links.code),
         published_year=published.year if published else None,
         published_ts=_date_ts(published) if published else None,
@@ -157,16 +191,37 @@ def validate_slug(value: str) -> str:
     return value
 
 
-def topic_filter(slugs: Sequence[str]) -> list[str | list[str]]:
-    """A Meilisearch filter matching papers that carry at least one of these topics.
+def topic_filter(slugs: Sequence[str], mode: str = "any") -> list[str | list[str]]:
+    """A Meilisearch filter matching papers that carry any (or, with mode `all`, every) one
+    of these topics.
 
-    Array syntax: the inner list is ORed. Every slug is validated and quoted, so no value can
-    add an operator, a condition or a group to the filter. Raises ValueError otherwise.
+    Array syntax: an inner list is ORed, the outer one ANDed. Every slug is validated and
+    quoted, so no value can add an operator, a condition or a group to the filter. Raises
+    ValueError otherwise.
     """
     unique = list(dict.fromkeys(validate_slug(slug) for slug in slugs))
     if not unique:
         raise ValueError("topic_filter needs at least one topic slug")
-    return [[f"{TOPIC_FACET} = {quote_filter_value(slug)}" for slug in unique]]
+    conditions = [f"{TOPIC_FACET} = {quote_filter_value(slug)}" for slug in unique]
+    return list(conditions) if mode == "all" else [list(conditions)]
+
+
+def search_filter(query: SearchQuery, *, with_topics: bool = True) -> list[str | list[str]] | None:
+    """Every filter of the query, ANDed (None when there is none); `with_topics=False` leaves
+    the topic filter out, for the facet counts."""
+    conditions: list[str | list[str]] = []
+    if with_topics and query.topics:
+        conditions += topic_filter(query.topics, query.topic_mode)
+    if query.has_code is not None:
+        conditions.append(f"has_code = {'true' if query.has_code else 'false'}")
+    if query.published_from is not None:
+        conditions.append(f"published_ts >= {_date_ts(query.published_from)}")
+    if query.published_to is not None:
+        conditions.append(f"published_ts <= {_date_ts(query.published_to)}")
+    keys = list(dict.fromkeys(author_key(name) for name in query.authors))
+    if keys:
+        conditions.append([f"author_keys = {quote_filter_value(key)}" for key in keys])
+    return conditions or None
 
 
 def page_window(offset: int, limit: int) -> tuple[int, int, int]:
@@ -194,18 +249,18 @@ def page_window(offset: int, limit: int) -> tuple[int, int, int]:
 def search_params(index_uid: str, query: SearchQuery) -> list[SearchParams]:
     """The multi-search queries answering `query`: hits first, then (with topics) facets.
 
-    Facets are disjunctive: the second query repeats `q` without the topic filter, so every
-    topic is counted as if it alone were selected. Without topics one query serves both.
-    Raises ValueError when a topic is not a slug (the API validates them before).
+    Facets leave the topic filter out (disjunctive topics, see SearchFacets): with topics, a
+    second query repeats `q` and the other filters without them. Without topics one query
+    serves both. Raises ValueError when a topic is not a slug (the API validates them before).
     """
     hits_per_page, page, _ = page_window(query.offset, query.limit)
     hits = SearchParams(
         index_uid=index_uid,
         q=query.q,
-        filter=topic_filter(query.topics) if query.topics else None,
+        filter=search_filter(query),
         # With topics, the facet query below counts them; this one would count only its own.
-        facets=None if query.topics else [TOPIC_FACET],
-        sort=[f"{PRIMARY_KEY}:asc"],
+        facets=None if query.topics else list(FACETS),
+        sort=SORTS[query.sort],
         hits_per_page=hits_per_page,
         page=page,
         attributes_to_highlight=["title", "abstract"],
@@ -214,7 +269,7 @@ def search_params(index_uid: str, query: SearchQuery) -> list[SearchParams]:
         crop_marker=CROP_MARKER,
         highlight_pre_tag=HIGHLIGHT_PRE,
         highlight_post_tag=HIGHLIGHT_POST,
-        # Every query word must match, as in the Postgres engine's websearch_to_tsquery.
+        # Every query word must match, as in the Postgres engine.
         matching_strategy="all",
     )
     if not query.topics:
@@ -222,7 +277,8 @@ def search_params(index_uid: str, query: SearchQuery) -> list[SearchParams]:
     facets = SearchParams(
         index_uid=index_uid,
         q=query.q,
-        facets=[TOPIC_FACET],
+        filter=search_filter(query, with_topics=False),
+        facets=list(FACETS),
         # hitsPerPage=0: no documents, but exhaustive candidates, hence exact facet counts.
         hits_per_page=0,
         matching_strategy="all",
@@ -230,17 +286,50 @@ def search_params(index_uid: str, query: SearchQuery) -> list[SearchParams]:
     return [hits, facets]
 
 
-def _total(result: Mapping[str, Any]) -> int:
+def suggest_params(index_uid: str, prefix: str, limit: int) -> SearchParams:
+    """A title-only search returning just ids and highlighted titles."""
+    return SearchParams(
+        index_uid=index_uid,
+        q=prefix,
+        attributes_to_search_on=["title"],
+        attributes_to_retrieve=[PRIMARY_KEY, "title"],
+        attributes_to_highlight=["title"],
+        highlight_pre_tag=HIGHLIGHT_PRE,
+        highlight_post_tag=HIGHLIGHT_POST,
+        limit=limit,
+        matching_strategy="all",
+    )
+
+
+def _exact_total(result: Mapping[str, Any]) -> int:
     total = result.get("totalHits")
     if total is None:
         total = result.get("estimatedTotalHits")
-    return int(total or 0)
+    count = int(total or 0)
+    if count >= MAX_TOTAL_HITS:
+        raise ResultTooLargeError(
+            f"Meilisearch counts at most {MAX_TOTAL_HITS} hits (pagination.maxTotalHits)"
+        )
+    return count
 
 
-def _topic_counts(result: Mapping[str, Any]) -> dict[str, int]:
+def _counts(distribution: Mapping[str, Any], facet: str) -> dict[str, int]:
+    values = distribution.get(facet) or {}
+    return {str(value): int(count) for value, count in values.items()}
+
+
+def facets_of(result: Mapping[str, Any]) -> SearchFacets:
+    """SearchFacets from a result that asked for FACETS (undated = hits without a year)."""
     distribution = result.get("facetDistribution") or {}
-    counts = distribution.get(TOPIC_FACET) or {}
-    return {str(slug): int(count) for slug, count in counts.items()}
+    code = _counts(distribution, "has_code")
+    years = {int(year): n for year, n in _counts(distribution, "published_year").items()}
+    return SearchFacets(
+        topics=_counts(distribution, TOPIC_FACET),
+        no_topic=_counts(distribution, "has_topics").get("false", 0),
+        has_code=CodeCounts(true=code.get("true", 0), false=code.get("false", 0)),
+        years=dict(sorted(years.items())),
+        undated=_exact_total(result) - sum(years.values()),
+    )
 
 
 def merge_results(
@@ -252,18 +341,33 @@ def merge_results(
 ) -> SearchResult:
     """Build a SearchResult from Meilisearch search result objects (camelCase JSON).
 
-    Hits and total come from `hits_result`; topic counts from `facets_result` when there is
-    one (the query without the topic filter), else from `hits_result`. `skip`/`limit` cut the
-    page that `page_window` asked for down to the requested window.
+    Hits and total come from `hits_result`; facets from `facets_result` when there is one
+    (the query without the topic filter), else from `hits_result`. `skip`/`limit` cut the
+    page that `page_window` asked for down to the requested window. Raises
+    ResultTooLargeError when a count reached MAX_TOTAL_HITS (it would not be exact).
     """
     raw_hits: list[Mapping[str, Any]] = list(hits_result.get("hits") or [])
     end = None if limit is None else skip + limit
     return SearchResult(
         engine=ENGINE_NAME,
-        total=_total(hits_result),
+        total=_exact_total(hits_result),
         hits=[document_to_hit(hit) for hit in raw_hits[skip:end]],
-        topic_facets=_topic_counts(facets_result if facets_result is not None else hits_result),
+        facets=facets_of(facets_result if facets_result is not None else hits_result),
     )
+
+
+def suggestions_of(result: Mapping[str, Any]) -> list[Suggestion]:
+    """Suggestions from a `suggest_params` result, highlights from `_formatted`."""
+    suggestions = []
+    for hit in result.get("hits") or []:
+        formatted = hit.get("_formatted") or {}
+        title = str(hit["title"])
+        suggestions.append(
+            Suggestion(
+                id=str(hit[PRIMARY_KEY]), title=title, highlight=formatted.get("title", title)
+            )
+        )
+    return suggestions
 
 
 def raise_for_task(task: Mapping[str, Any]) -> None:
@@ -345,15 +449,21 @@ class MeilisearchEngine:
         return self._index_name
 
     async def search(self, query: SearchQuery) -> SearchResult:
-        """Answer a query in one multi-search request; see `search_params`."""
-        queries = search_params(self._index_name, query)
-        with meili_errors("a search"):
-            results = await self._client.multi_search(queries)
-        if not isinstance(results, list) or len(results) != len(queries):
-            raise EngineUnavailableError("Meilisearch answered a multi-search unexpectedly")
-        raw = [result.model_dump(by_alias=True) for result in results]
+        """Answer a query in one multi-search request; see `search_params`.
+
+        Raises ResultTooLargeError when the result reaches MAX_TOTAL_HITS.
+        """
+        raw = await self._multi_search(search_params(self._index_name, query), "a search")
         _, _, skip = page_window(query.offset, query.limit)
         return merge_results(raw[0], raw[1] if len(raw) > 1 else None, skip=skip, limit=query.limit)
+
+    async def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> SuggestResult:
+        """Titles completing `prefix`: Meilisearch's own prefix and typo rules, on titles."""
+        if not prefix.strip():
+            return SuggestResult(engine=self.name, suggestions=[])
+        params = suggest_params(self._index_name, prefix, limit)
+        (raw,) = await self._multi_search([params], "a suggestion")
+        return SuggestResult(engine=self.name, suggestions=suggestions_of(raw))
 
     async def ping(self) -> bool:
         """True when Meilisearch's health endpoint says `available`; never raises."""
@@ -443,6 +553,14 @@ class MeilisearchEngine:
         await self._client.aclose()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _multi_search(self, queries: list[SearchParams], what: str) -> list[dict[str, Any]]:
+        """The results of a multi-search, as Meilisearch's camelCase JSON."""
+        with meili_errors(what):
+            results = await self._client.multi_search(queries)
+        if not isinstance(results, list) or len(results) != len(queries):
+            raise EngineUnavailableError("Meilisearch answered a multi-search unexpectedly")
+        return [result.model_dump(by_alias=True) for result in results]
 
     async def _add_documents(self, uid: str, papers: Sequence[Paper]) -> list[int]:
         """Enqueue the papers in batches, in order; return the task uids to wait for."""
