@@ -15,11 +15,13 @@ from service.api import export, health, http, limits, papers, problems, search, 
 from service.api import metrics as metrics_api
 from service.api.cursor import cursor_codec
 from service.api.deps import provide_connection, provide_engine
-from service.api.openapi import ProblemResponses, openapi_config
+from service.api.openapi import AnyOfUnions, ProblemResponses, openapi_config
 from service.api.ratelimit import RateLimiter, parse_networks, rate_limit
+from service.cache import CorpusCache
 from service.config import ConfigError, Settings, load_settings
 from service.embedded import resolve_database_url
 from service.logs import access_log_middleware
+from service.models import Topic
 from service.search.engine import EngineUnavailableError, SearchEngine
 from service.search.fallback import FallbackEngine
 from service.search.meili_keys import is_master_key
@@ -33,7 +35,7 @@ API_VERSION = "1.1.0"  # CHANGELOG.md
 
 def build_engine(settings: Settings, pool: db.Pool, api_key: str | None) -> SearchEngine:
     """Meilisearch (falling back to PostgreSQL) when MEILI_URL is set, else PostgreSQL."""
-    postgres = PostgresEngine(pool)
+    postgres = PostgresEngine(pool, CorpusCache(settings.cache_hits))
     if settings.meili_url is None:
         return postgres
     meili = MeilisearchEngine(settings.meili_url, api_key, timeout=settings.meili_timeout_s)
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         engine = build_engine(settings, pool, settings.meili_search_key)
         app.state.pool, app.state.engine, app.state.embedded = pool, engine, server
         app.state.pool_timeout_s = settings.pool_timeout_s
+        app.state.topics_cache = CorpusCache[list[Topic]](1 if settings.cache_hits else 0)
         app.state.cursor_codec = await cursor_codec(
             pool, settings.cursor_secret, settings.cursor_ttl_s
         )
@@ -109,7 +112,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=limits.MAX_BODY_BYTES,
         openapi_config=openapi_config(API_VERSION),
         response_headers=http.DOCUMENTED_HEADERS,
-        plugins=[ProblemResponses()],
+        plugins=[ProblemResponses(), AnyOfUnions()],
         logging_config=None,
         debug=False,
     )
@@ -118,8 +121,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 def _outer_layers(app: Litestar, settings: Settings) -> Litestar:
-    """Around everything, outermost first: request id and access log, metrics, rate limit,
-    overload refusal; so refusals are counted, logged and carry the request id too."""
+    """Around everything, outermost first: security headers, request id and access log,
+    metrics, rate limit, overload refusal; so refusals are counted, logged and carry the
+    request id and the security headers too."""
     handler = limits.limit_in_flight(app.asgi_handler, settings.max_in_flight)
     if settings.rate_limit_enabled:
         limiter = RateLimiter(
@@ -129,5 +133,5 @@ def _outer_layers(app: Litestar, settings: Settings) -> Litestar:
             settings.rate_limit_window_s,
         )
         handler = rate_limit(handler, limiter, parse_networks(settings.trusted_proxies))
-    app.asgi_handler = access_log_middleware(metrics.observe(handler))
+    app.asgi_handler = http.security_headers(access_log_middleware(metrics.observe(handler)))
     return app

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
+from litestar import Litestar
 
 from service import db, migrate
 from service.config import ConfigError, Settings, load_settings
@@ -232,29 +233,81 @@ async def _count(url: str) -> int:
 
 
 def serve(settings: Settings) -> int:
-    """Migrate, load the seeds into an empty database, then serve until interrupted."""
-    import uvicorn  # noqa: PLC0415 - only the serve command needs the server
+    """Migrate, load the seeds into an empty database, then serve until interrupted.
 
-    from service.app import create_app  # noqa: PLC0415
-
+    The database is prepared once, here, before the server forks its PAPERS_WORKERS worker
+    processes; each builds its own app (`worker_app`), with its own pool and limits.
+    """
     url, server = resolve_database_url(settings)
     migrate.upgrade(url)
     if asyncio.run(_count(url)) == 0:
         print(f"empty database: loading {settings.seeds_dir}", flush=True)
         asyncio.run(_load(url, settings, [settings.seeds_dir], None))
-    app = create_app(msgspec.structs.replace(settings, database_url=url))
-    print(f"serving on http://{settings.host}:{settings.port}", flush=True)
+    # The workers read their settings from the environment: point them at this database
+    # (the embedded server, when there is one, lives as long as this process).
+    os.environ["DATABASE_URL"] = url
+    print(
+        f"serving on http://{settings.host}:{settings.port} "
+        f"({settings.server}, {settings.workers} worker(s))",
+        flush=True,
+    )
+    if settings.server == "granian":
+        _serve_granian(settings)
+    else:
+        _serve_uvicorn(settings)
+    del server  # the embedded server stops when its last user exits
+    return 0
+
+
+WORKER_APP = "service.cli:worker_app"
+
+
+def worker_app() -> Litestar:
+    """The app of one server worker process, from the environment `serve` prepared."""
+    from service.app import create_app  # noqa: PLC0415 - only the serve command needs the app
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def _serve_granian(settings: Settings) -> None:
+    from granian.constants import Interfaces, Loops  # noqa: PLC0415
+    from granian.log import LogLevels  # noqa: PLC0415
+    from granian.server import Server  # noqa: PLC0415
+
+    Server(
+        WORKER_APP,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        loop=Loops.uvloop,
+        factory=True,
+        websockets=False,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_access=False,  # ours, service/logs.py, carries the request id
+        workers_kill_timeout=settings.shutdown_grace_s,
+    ).serve()
+
+
+def _serve_uvicorn(settings: Settings) -> None:
+    import uvicorn  # noqa: PLC0415
+
     # proxy_headers off: X-Forwarded-For is believed only from PAPERS_TRUSTED_PROXIES (ratelimit.py).
     uvicorn.run(
-        app,
+        WORKER_APP,
+        factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
-    del server  # the embedded server stops when its last user exits
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_quota: int = 100_000
     rate_limit_window_s: int = 3600
     trusted_proxies: tuple[str, ...] = ()
+    # `papers serve` (README "Running"): the HTTP server and its worker processes.
+    server: str = "granian"
+    workers: int = 1
+    cache_hits: int = 5000
+    # On SIGTERM, in-flight requests get this long to finish before the workers are stopped.
+    shutdown_grace_s: int = 25
 
     @property
     def pgdata(self) -> Path:
@@ -142,6 +148,21 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from environment variables, failing fast with the variable's name."""
     env = os.environ if env is None else env
@@ -180,4 +201,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_quota=_int(env, "PAPERS_RATE_LIMIT_QUOTA", 100_000, 1, 1_000_000_000),
         rate_limit_window_s=_int(env, "PAPERS_RATE_LIMIT_WINDOW_S", 3600, 1, 31 * 86_400),
         trusted_proxies=_networks(env, "PAPERS_TRUSTED_PROXIES"),
+        server=_choice(env, "PAPERS_SERVER", "granian", ("granian", "uvicorn")),
+        workers=_int(env, "PAPERS_WORKERS", _cpu_count(), 1, 1024),
+        cache_hits=_int(env, "PAPERS_CACHE_HITS", 5000, 0, 1_000_000),
+        shutdown_grace_s=_int(env, "PAPERS_SHUTDOWN_GRACE_S", 25, 1, 1800),
     )

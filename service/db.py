@@ -832,6 +832,21 @@ async def papers_changed_at(conn: Connection) -> datetime | None:
     return changed
 
 
+async def corpus_version(conn: Connection) -> int:
+    """The corpus version: moves with every transaction that wrote papers, their topics or
+    the taxonomy (triggers, migration 0006); what service/cache.py keys its entries by."""
+    version: int = await conn.fetchval("SELECT version FROM corpus_state")
+    return version
+
+
+async def corpus_state(conn: Connection) -> tuple[int, datetime]:
+    """(corpus_version, papers_changed_at) in one round trip."""
+    record = await conn.fetchrow("SELECT version, changed_at FROM corpus_state")
+    if record is None:
+        raise RuntimeError("corpus_state has no row: run `papers migrate`")
+    return record["version"], record["changed_at"]
+
+
 async def mark_corpus_changed(conn: Connection) -> None:
     """Record, in the caller's transaction, that papers were added, changed or deleted."""
     await conn.execute("UPDATE corpus_state SET changed_at = clock_timestamp()")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from service.cli import build_parser
+from service.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("postgres", "meilisearch", "setup", "api")
@@ -198,3 +199,10 @@ def test_every_papers_command_in_compose_exists_in_the_cli(compose: dict[str, An
     parser = build_parser()
     for invocation in invocations:
         parser.parse_args(shlex.split(invocation))  # exits (fails the test) on an unknown command
+
+
+def test_the_api_gets_longer_to_stop_than_its_shutdown_grace(compose: dict[str, Any]) -> None:
+    grace = Settings().shutdown_grace_s
+    stop = compose["services"]["api"]["stop_grace_period"]
+    assert stop.endswith("s")
+    assert int(stop[:-1]) > grace

@@ -86,7 +86,7 @@ async def test_if_none_match_answers_304_with_the_validators_and_no_body(
 async def test_topics_carry_last_modified_of_the_latest_paper_change(
     client: Client, conn: db.Connection
 ) -> None:
-    latest = await conn.fetchval("SELECT max(updated_at) FROM papers")
+    latest = await conn.fetchval("SELECT changed_at FROM corpus_state")  # stamped by loads
     response = await client.get("/v1/topics")
     assert response.headers["last-modified"] == http_date(latest)
     assert parsedate_to_datetime(response.headers["last-modified"]) <= latest
@@ -458,3 +458,29 @@ async def test_post_answers_are_not_stored(client: Client) -> None:
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     assert "etag" not in response.headers
+
+
+async def test_every_answer_carries_the_security_headers(seeded_db: str) -> None:
+    settings = Settings(
+        database_url=seeded_db, pool_min_size=0, pool_max_size=2, rate_limit_burst=3,
+        rate_limit_per_s=0.01,
+    )  # fmt: skip
+    async with AsyncTestClient(create_app(settings)) as client:
+        answers = [
+            await client.get("/v1/topics"),  # 200
+            await client.get("/v1/papers/no-such-paper"),  # 404 problem
+            await client.delete("/v1/topics"),  # 405 problem
+        ]
+        answers.append(await client.get("/v1/topics"))  # the burst is spent: 429
+        assert [a.status_code for a in answers] == [200, 404, 405, 429]
+        docs = await client.get("/schema")
+    for answer in [*answers, docs]:
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+    for answer in answers:
+        assert (
+            answer.headers["content-security-policy"]
+            == "default-src 'none'; frame-ancestors 'none'"
+        )
+    assert "content-security-policy" not in docs.headers  # Swagger UI loads its scripts

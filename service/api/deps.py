@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
@@ -28,8 +31,42 @@ async def provide_connection(state: State) -> AsyncGenerator[db.Connection, None
         raise PoolTimeoutError(f"no free connection within {timeout} s") from None
     try:
         yield conn
+    except (asyncpg.InterfaceError, asyncpg.InternalClientError):
+        # PostgreSQL ended the session under the request (a restart, a failover) and asyncpg
+        # may have lost track of the protocol (asyncpg#1069): never hand it out again. The
+        # same exception goes on (Litestar wraps any other in an ExceptionGroup); problems.py
+        # answers 503. A connection asyncpg saw close is already back in the pool, detached.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.terminate()
+        raise
     finally:
-        await pool.release(conn)
+        # Resetting a connection the server closed fails; asyncpg then terminates it, and the
+        # request's own outcome (its answer, or its error) is what counts.
+        with contextlib.suppress(
+            OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError
+        ):
+            await pool.release(conn)
+
+
+@asynccontextmanager
+async def pooled_connection(state: State) -> AsyncIterator[db.Connection]:
+    """A connection for part of a handler, as `provide_connection` gives one for all of it.
+
+    Handlers that also call the search engine use this: the engine takes its own connection
+    from the same pool, and a handler holding one while it waits for another deadlocks once
+    as many requests as the pool has connections do the same.
+    """
+    connections = provide_connection(state)
+    conn = await anext(connections)
+    try:
+        yield conn
+    except BaseException as error:
+        # Into provide_connection, as Litestar does with a dependency: it releases, or drops a
+        # broken connection, and lets the error go on.
+        with contextlib.suppress(type(error), StopAsyncIteration):
+            await connections.athrow(error)
+        raise
+    await connections.aclose()  # runs provide_connection's release
 
 
 def provide_engine(state: State) -> SearchEngine:

@@ -10,6 +10,7 @@
 - `HEAD` on every GET endpoint: answered as the GET, without the body.
 - CORS for the origins in `PAPERS_CORS_ORIGINS` only.
 - A request body must be JSON (`415` otherwise).
+- A query string that is not UTF-8, or a NUL character in the path or query: `400`.
 
 Order, outermost first: the access log, metrics and limits (app.py), `edge` (HEAD, Vary,
 Allow), CORS, the router, then per route compression, `conditional_get`, and the handler.
@@ -44,6 +45,7 @@ from litestar.types import (
     Send,
 )
 
+from service.api.limits import send_problem
 from service.api.problems import PROBLEM_JSON, build_problem
 
 # Cache-Control by route (path templates with `{}` for each path parameter). Papers and
@@ -261,13 +263,31 @@ def _with_values(current: str | None, values: Iterable[str]) -> str:
     return ", ".join([*present, *(v for v in values if v.lower() not in lowered)])
 
 
+def unreadable_target(scope: Scope) -> str | None:
+    """Why a request's path and query cannot be read as text (a query string that is not
+    UTF-8; a NUL character, which PostgreSQL text cannot hold), or None."""
+    query: bytes = scope.get("query_string", b"")
+    try:
+        query.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the query string is not valid UTF-8; percent-encode its UTF-8 bytes"
+    if "\x00" in scope["path"] or b"\x00" in query or b"%00" in query:
+        return "the request target contains a NUL character"
+    return None
+
+
 def edge(app: ASGIApp, vary: tuple[str, ...]) -> ASGIApp:
     """Around CORS and the router: HEAD as GET without the body, `Vary` on every response,
-    HEAD in `Allow`, and CORS preflight refusals as problems."""
+    HEAD in `Allow`, CORS preflight refusals as problems, and a 400 `bad-request` for a
+    request target that cannot be read as text (`unreadable_target`)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
+            return
+        unreadable = unreadable_target(scope)
+        if unreadable is not None:
+            await send_problem(scope, send, 400, "bad-request", unreadable, {})
             return
         head = scope["method"] == "HEAD"
         if head:
@@ -320,8 +340,12 @@ async def _send_cors_refusal(
     await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
-def require_json_body(request: Request[Any, Any, Any]) -> None:
-    """415 for a request whose handler reads a body that is not sent as JSON."""
+async def require_json_body(request: Request[Any, Any, Any]) -> None:
+    """415 for a request whose handler reads a body that is not sent as JSON.
+
+    A coroutine on purpose: Litestar runs a plain function hook in a worker thread, which
+    cost a fifth of a per-paper request's time (bench/RESULTS.md).
+    """
     if "data" not in request.route_handler.parsed_fn_signature.parameters:
         return
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -341,3 +365,34 @@ def install(app: Litestar, cors_origins: tuple[str, ...]) -> Litestar:
     vary = ("Accept-Encoding", "Origin") if by_origin else ("Accept-Encoding",)
     app.asgi_handler = edge(app.asgi_handler, vary)
     return app
+
+
+# Sent on every answer, refusals included. A JSON API has nothing to frame, script or sniff;
+# the docs pages under /schema load Swagger UI and Redoc scripts, so they get no CSP.
+SECURITY_HEADERS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+API_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+def security_headers(app: ASGIApp) -> ASGIApp:
+    """The outermost layer: SECURITY_HEADERS on every response, and API_CSP outside /schema."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        extra = [*SECURITY_HEADERS]
+        if not scope["path"].startswith("/schema"):
+            extra.append(API_CSP)
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await app(scope, receive, wrapped)
+
+    return middleware

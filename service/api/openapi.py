@@ -11,8 +11,10 @@ from litestar.config.app import AppConfig
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Example, Tag
-from litestar.plugins import InitPlugin
+from litestar.openapi.spec import Example, Schema, Tag
+from litestar.params import KwargDefinition
+from litestar.plugins import InitPlugin, OpenAPISchemaPlugin
+from litestar.typing import FieldDefinition
 
 from service.api import limits, ratelimit
 from service.api.http import CACHE_CONTROL, COMPRESS_MIN_BYTES, DEFAULT_CACHE_CONTROL
@@ -168,3 +170,26 @@ class ProblemResponses(InitPlugin):
                 documented: dict[int, Any] = dict(problem_responses(handler))
                 handler.responses = {**documented, **(handler.responses or {})}
         return app_config
+
+
+def any_of(name: str) -> KwargDefinition:
+    """`Annotated` metadata for a union of object types whose alternatives overlap (a whole
+    paper is also an object of selected fields): documented as `anyOf` under this name, not
+    as Litestar's `oneOf`, which an answer fitting several alternatives would violate."""
+    return KwargDefinition(schema_component_key=name)
+
+
+class AnyOfUnions(OpenAPISchemaPlugin):
+    """Documents unions annotated with `any_of(...)` as `anyOf`."""
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        kwargs = field_definition.kwarg_definition
+        return (
+            field_definition.is_union
+            and isinstance(kwargs, KwargDefinition)
+            and kwargs.schema_component_key is not None
+        )
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
+        alternatives = (FieldDefinition.from_annotation(t) for t in field_definition.args)
+        return Schema(any_of=[schema_creator.for_field_definition(a) for a in alternatives])

@@ -18,6 +18,7 @@ from service.api.cursor import CursorCodec, CursorError
 from service.api.deps import Conn
 from service.api.fields import FieldsParam, fields_param
 from service.api.http import http_date
+from service.api.openapi import any_of
 from service.api.problems import BadParameter
 from service.ingest.validate import ARXIV_ID
 from service.models import (
@@ -99,10 +100,15 @@ def last_modified(papers: Sequence[Paper]) -> dict[str, str]:
     return {"Last-Modified": http_date(max(p.updated_at for p in papers))} if papers else {}
 
 
+# A whole paper, or (with `fields`) the selected fields of one.
+PaperOrFields = Annotated[Paper | dict[str, Any], any_of("PaperOrFields")]
+BatchAnswer = Annotated[BatchResponse | PartialBatchResponse, any_of("BatchAnswer")]
+
+
 @get("/v1/papers/{paper_id:str}", summary="One paper", tags=["papers"])
 async def get_paper(
     conn: Conn, paper_id: PaperIdParam, fields: FieldsParam = None
-) -> Response[Paper | dict[str, Any]]:
+) -> Response[PaperOrFields]:
     """The per-paper JSON (with `fields`, only those fields). 404 problem when unknown."""
     selection = fields_param(fields, Paper)
     paper = await resolve_paper(conn, paper_id)
@@ -117,7 +123,7 @@ async def batch_papers(
         BatchRequest,
         Body(description="`ids` (1-500 slugs or `arxiv:` ids) and optionally `fields`."),
     ],
-) -> BatchResponse | PartialBatchResponse:
+) -> BatchAnswer:
     """Up to 500 papers by id (slugs and `arxiv:` ids mixed), in the order asked.
 
     `data[i]` answers `ids[i]`: the paper, or `null` with an entry in `errors` saying why

@@ -7,6 +7,7 @@ same `code` as a plain string, so clients can branch on either.
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Annotated, Any, Final
 
@@ -46,7 +47,8 @@ PROBLEM_TYPES: Final[tuple[ProblemType, ...]] = (
         "bad-request",
         400,
         "Bad request",
-        "The request could not be read, e.g. a body that is not well-formed JSON.",
+        "The request could not be read: a body that is not well-formed JSON, a query string "
+        "that is not UTF-8, a NUL character in the path or query.",
     ),
     _type(
         "not-found",
@@ -219,6 +221,9 @@ def problem_response(
     )
 
 
+_MISSING: Final = re.compile(r"Missing required (?P<kind>\w+) parameter '(?P<name>[^']+)'")
+
+
 def _invalid_params(extra: Any) -> list[InvalidParam]:
     params: list[InvalidParam] = []
     if isinstance(extra, list):
@@ -240,6 +245,11 @@ def _validation_problem(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[Problem]:
     params = _invalid_params(exc.extra)
+    missing = _MISSING.match(str(exc.detail))
+    if not params and missing is not None:  # Litestar names a missing parameter in prose only
+        params = [
+            InvalidParam(name=missing["name"], reason=f"required {missing['kind']} parameter")
+        ]
     names = ", ".join(p.name for p in params)
     detail = "; ".join(f"{p.name}: {p.reason}" for p in params) if params else str(exc.detail)
     if _from_body(exc.extra):
@@ -285,6 +295,20 @@ def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Respo
     )
 
 
+def handle_client_error(
+    request: Request[Any, Any, Any], exc: asyncpg.InterfaceError
+) -> Response[Problem]:
+    """asyncpg's "connection is closed" (or, once it has noticed, "released back to the
+    pool"): PostgreSQL went away under the request, a 503. Any other InterfaceError is a
+    misuse of the driver: a bug, a 500."""
+    if any(lost in str(exc) for lost in _CONNECTION_LOST):
+        return handle_unavailable(request, exc)
+    return handle_internal_error(request, exc)
+
+
+_CONNECTION_LOST: Final = ("connection is closed", "released back to the pool")
+
+
 def handle_internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """Anything unexpected: logged with its traceback, answered without one."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -299,6 +323,11 @@ def exception_handlers() -> dict[Any, Any]:
         asyncpg.PostgresConnectionError: handle_unavailable,
         asyncpg.CannotConnectNowError: handle_unavailable,
         asyncpg.ConnectionDoesNotExistError: handle_unavailable,
+        # The server ended the session mid-request (`pg_ctl stop -m fast`, a failover), or
+        # asyncpg lost track of the protocol when it did (asyncpg#1069): retrying is right.
+        asyncpg.AdminShutdownError: handle_unavailable,
+        asyncpg.InternalClientError: handle_unavailable,
+        asyncpg.InterfaceError: handle_client_error,
         ConnectionError: handle_unavailable,
         Exception: handle_internal_error,
     }

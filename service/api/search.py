@@ -9,12 +9,13 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response, get
-from litestar.datastructures import ResponseHeader
+from litestar.datastructures import ResponseHeader, State
 from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
-from service.api.deps import Conn, Engine
+from service.api.deps import Engine, pooled_connection
 from service.api.fields import FieldsParam, fields_param
+from service.api.openapi import any_of
 from service.api.papers import check_topic
 from service.api.problems import BadParameter
 from service.models import SearchHit, SearchResponse
@@ -66,7 +67,7 @@ LINK_HEADER: Final = ResponseHeader(
     response_headers=[LINK_HEADER],
 )
 async def search(
-    conn: Conn,
+    state: State,
     engine: Engine,
     request: Request[Any, Any, Any],
     q: Annotated[
@@ -157,7 +158,7 @@ async def search(
         ),
     ] = 0,
     fields: FieldsParam = None,
-) -> Response[SearchResponse | dict[str, Any]]:
+) -> Response[Annotated[SearchResponse | dict[str, Any], any_of("SearchOrFields")]]:
     """Ranked hits with highlights, the exact total and facets.
 
     Highlights wrap matches in `<mark>…</mark>`: the whole title, and an abstract snippet of
@@ -181,7 +182,8 @@ async def search(
     selection = fields_param(fields, SearchHit)
     topics = tuple(dict.fromkeys(topic or ()))
     if topics:
-        await check_topic(conn, "topic", list(topics))
+        async with pooled_connection(state) as conn:  # released before the engine takes one
+            await check_topic(conn, "topic", list(topics))
     if published_from and published_to and published_from > published_to:
         raise BadParameter("published_from", "is after published_to")
     query = SearchQuery(

@@ -27,7 +27,7 @@ from service.ingest.records import PaperRecord, Rejected
 from service.ingest.text import slugify, title_key
 from service.ingest.topics import TopicAssignment, TopicDefinition, classify
 
-BATCH_SIZE = 5000
+BATCH_SIZE = 2000
 FIRST_BATCH_SIZE = 500  # the database waits for the first batch: keep that wait short
 SWITCH_INTERVAL = 0.0001  # seconds; see load_records
 PIPELINE_DEPTH = 2  # prepared batches waiting for the database: memory stays a few batches

@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 
 from service import db
+from service.cache import CorpusCache
 from service.models import CodeCounts, Highlight, Paper, SearchFacets, SearchHit, Suggestion
 from service.search.engine import (
     SUGGEST_LIMIT,
@@ -176,11 +177,16 @@ class PostgresEngine:
 
     name = "postgres"
 
-    def __init__(self, pool: db.Pool) -> None:
+    def __init__(self, pool: db.Pool, cache: CorpusCache[SearchResult] | None = None) -> None:
         self._pool = pool
+        self._cache = cache if cache is not None and cache.max_weight > 0 else None
 
     async def search(self, query: SearchQuery) -> SearchResult:
-        """Hits in the asked order with highlights, the exact total and the facets."""
+        """Hits in the asked order with highlights, the exact total and the facets.
+
+        With a cache, an answer is kept until the corpus version moves (service/cache.py):
+        ranking and counting every match of a broad query is what costs, not reading it back.
+        """
         filters = db.SearchFilters(
             topics=list(query.topics) or None,
             topics_all=query.topic_mode == "all",
@@ -189,8 +195,14 @@ class PostgresEngine:
             published_to=query.published_to,
             authors=list(query.authors) or None,
         )
+        version = None
         try:
             async with self._pool.acquire() as conn:
+                if self._cache is not None:
+                    version = await db.corpus_version(conn)
+                    cached = self._cache.get(version, query)
+                    if cached is not None:
+                        return cached
                 tsqueries = await self._tsqueries(conn, query.q)
                 records = await db.search_page(
                     conn, tsqueries, filters, query.sort, query.limit, query.offset
@@ -210,7 +222,10 @@ class PostgresEngine:
                 )
             hits.append(_hit(paper, highlight))
         total, search_facets = _facets(facets)
-        return SearchResult(engine=self.name, total=total, hits=hits, facets=search_facets)
+        result = SearchResult(engine=self.name, total=total, hits=hits, facets=search_facets)
+        if self._cache is not None and version is not None:
+            self._cache.put(version, query, result, weight=len(hits) + 1)
+        return result
 
     async def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> SuggestResult:
         """Titles matching every word of `prefix`, the last one as a prefix, typos tolerated."""
