@@ -36,6 +36,19 @@ def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, s
     return process.returncode, out, err
 
 
+def wait_until_healthy(process: subprocess.Popen[str], base: str, timeout: float = 60) -> None:
+    """Poll `base`/health until the server says ok; raise if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if _get(f"{base}/health")["status"] == "ok":
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def test_embedded_server_is_started_shared_and_keeps_its_data(tmp_path: Path) -> None:
     env = {"PAPERS_DATA_DIR": str(tmp_path / "data")}
     code, out, err = finish(papers("migrate", env=env))
@@ -83,15 +96,7 @@ def test_serve_migrates_loads_seeds_and_answers(blank_db: str) -> None:
     server = papers("serve", env={"DATABASE_URL": blank_db, "PAPERS_PORT": str(port)})
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get(f"{base}/health")["status"] == "ok":
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_until_healthy(server, base)
         assert _get(f"{base}/v1/search?limit=0")["total"] == 77
         assert _get(f"{base}/v1/search?q=snapk")["hits"][0]["id"].startswith("snapkv")
         assert _get(f"{base}/ready")["status"] == "ok"

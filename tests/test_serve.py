@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from service.config import ConfigError, load_settings
 from tests.conftest import PgServer
-from tests.test_processes import _free_port, _get, finish, papers
+from tests.test_processes import _free_port, _get, finish, papers, wait_until_healthy
 
 
 @pytest.fixture
@@ -34,15 +33,7 @@ def test_serve_prepares_the_database_once_then_starts_the_workers(
     process = papers("serve", env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if _get(f"{base}/health")["status"] == "ok":
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_until_healthy(process, base)
         # Several requests, so that both workers answer some: each sees the seeded database.
         totals = {_get(f"{base}/v1/search?limit=0")["total"] for _ in range(20)}
         assert totals == {77}
