@@ -194,8 +194,8 @@ def run_app(app: str, command: list[str], env: dict[str, str], probe: str, corpu
         server.wait_ready(probe)
         for endpoint, paths in plan.items():
             time.sleep(1)  # let the previous endpoint's statements finish
-            # Warm up: connections, prepared statements, caches.
-            wrk(f"http://127.0.0.1:{PORT}", paths, 4, 1, 10**9, work)
+            # Warm up every worker: connections, prepared statements, answers kept in caches.
+            wrk(f"http://127.0.0.1:{PORT}", paths, 16, args.warmup, 10**9, work)
             for connections in args.connections:
                 r = wrk(f"http://127.0.0.1:{PORT}", paths, connections, args.duration,
                         args.max_requests, work)  # fmt: skip
@@ -398,6 +398,9 @@ def main() -> None:
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--max-requests", type=int, default=200_000, help="per measurement")
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds of load per endpoint before measuring"
+    )
     parser.add_argument("--no-references", action="store_true", help="ours only")
     parser.add_argument("--no-explain", action="store_true")
     parser.add_argument(

@@ -97,11 +97,23 @@ def observe(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_with_status)
         finally:
             IN_FLIGHT.dec()
-            labels = (method, scope.get("path_template") or UNROUTED, str(status))
-            REQUESTS.labels(*labels).inc()
-            LATENCY.labels(*labels).observe(time.perf_counter() - started)
+            labels = (method, scope.get("path_template") or UNROUTED, status)
+            children = _children.get(labels)
+            if children is None:
+                children = _children[labels] = _labelled(*labels)
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
     return middleware
+
+
+# The labelled series by (method, route template, status): bounded by the routes, and
+# looked up here rather than through `labels()`, which takes a lock and builds a key each time.
+_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
+def _labelled(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route, str(status))
 
 
 class PoolState:

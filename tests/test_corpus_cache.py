@@ -3,6 +3,9 @@ cache itself, and the API answering from it only while nothing was written."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -50,6 +53,80 @@ def test_cache_keeps_one_version_within_its_weight() -> None:
     disabled = CorpusCache[str](max_weight=0)
     disabled.put(1, "a", "A")
     assert disabled.get(1, "a") is None
+
+
+async def test_a_missing_entry_is_computed_once_for_every_caller_meanwhile() -> None:
+    cache = CorpusCache[str](max_weight=10)
+    release = asyncio.Event()
+    calls = 0
+
+    async def compute() -> str:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return f"answer {calls}"
+
+    waiting = [asyncio.ensure_future(cache.get_or_compute(1, "q", compute, len)) for _ in range(16)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*waiting) == ["answer 1"] * 16
+    assert calls == 1
+    assert cache.get(1, "q") == "answer 1"  # kept for the next callers
+    assert await cache.get_or_compute(2, "q", compute, len) == "answer 2"  # a new version
+
+
+async def test_a_caller_going_away_leaves_the_computation_to_the_others() -> None:
+    cache = CorpusCache[str](max_weight=10)
+    release = asyncio.Event()
+
+    async def compute() -> str:
+        await release.wait()
+        return "answer"
+
+    first = asyncio.ensure_future(cache.get_or_compute(1, "q", compute, len))
+    second = asyncio.ensure_future(cache.get_or_compute(1, "q", compute, len))
+    await asyncio.sleep(0)
+    first.cancel()  # the client that started it disconnects
+    release.set()
+    assert await second == "answer"
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert cache.get(1, "q") == "answer"
+
+
+async def test_a_failed_computation_reaches_every_caller_and_is_not_kept() -> None:
+    cache = CorpusCache[str](max_weight=10)
+    calls = 0
+
+    async def failing() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0)
+        raise TimeoutError("statement timeout")
+
+    results = await asyncio.gather(
+        *(cache.get_or_compute(1, "q", failing, len) for _ in range(4)), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [TimeoutError] * 4
+    assert calls == 1
+    assert cache.get(1, "q") is None
+    with pytest.raises(TimeoutError):  # asked again: computed again
+        await cache.get_or_compute(1, "q", failing, len)
+    assert calls == 2
+
+
+async def test_a_disabled_cache_computes_every_time() -> None:
+    cache = CorpusCache[str](max_weight=0)
+    calls = 0
+
+    async def compute() -> str:
+        nonlocal calls
+        calls += 1
+        return "answer"
+
+    for _ in range(3):
+        assert await cache.get_or_compute(1, "q", compute, len) == "answer"
+    assert calls == 3
 
 
 async def test_search_and_topics_follow_writes_made_outside_the_api(

@@ -184,9 +184,22 @@ class PostgresEngine:
     async def search(self, query: SearchQuery) -> SearchResult:
         """Hits in the asked order with highlights, the exact total and the facets.
 
-        With a cache, an answer is kept until the corpus version moves (service/cache.py):
-        ranking and counting every match of a broad query is what costs, not reading it back.
+        With a cache, an answer is kept until the corpus version moves (service/cache.py), and
+        computed once for all the requests asking for it meanwhile: ranking and counting every
+        match of a broad query is what costs, not reading it back.
         """
+        if self._cache is None:
+            return await self._search(query)
+        try:
+            async with self._pool.acquire() as conn:
+                version = await db.corpus_version(conn)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise EngineUnavailableError(f"PostgreSQL search failed: {error}") from error
+        return await self._cache.get_or_compute(
+            version, query, lambda: self._search(query), lambda result: len(result.hits) + 1
+        )
+
+    async def _search(self, query: SearchQuery) -> SearchResult:
         filters = db.SearchFilters(
             topics=list(query.topics) or None,
             topics_all=query.topic_mode == "all",
@@ -195,14 +208,8 @@ class PostgresEngine:
             published_to=query.published_to,
             authors=list(query.authors) or None,
         )
-        version = None
         try:
             async with self._pool.acquire() as conn:
-                if self._cache is not None:
-                    version = await db.corpus_version(conn)
-                    cached = self._cache.get(version, query)
-                    if cached is not None:
-                        return cached
                 tsqueries = await self._tsqueries(conn, query.q)
                 records = await db.search_page(
                     conn, tsqueries, filters, query.sort, query.limit, query.offset
@@ -222,10 +229,7 @@ class PostgresEngine:
                 )
             hits.append(_hit(paper, highlight))
         total, search_facets = _facets(facets)
-        result = SearchResult(engine=self.name, total=total, hits=hits, facets=search_facets)
-        if self._cache is not None and version is not None:
-            self._cache.put(version, query, result, weight=len(hits) + 1)
-        return result
+        return SearchResult(engine=self.name, total=total, hits=hits, facets=search_facets)
 
     async def suggest(self, prefix: str, limit: int = SUGGEST_LIMIT) -> SuggestResult:
         """Titles matching every word of `prefix`, the last one as a prefix, typos tolerated."""
