@@ -7,8 +7,9 @@ embedded PostgreSQL this script starts:
   (`PAPERS_SERVER`: granian, uvicorn), with PAPERS_WORKERS workers;
 - the ceiling (bench/ceiling_app.py): a bare ASGI app doing the same single asyncpg query for
   one paper and returning the same bytes, under the same server as ours;
-- the framework's floor (bench/litestar_floor.py): one Litestar handler doing that same query,
-  nothing else (no middleware, dependencies or validators): what Litestar alone costs;
+- the framework's floors (bench/litestar_floor.py): one Litestar handler doing that same query
+  and nothing else, as an HTTP route handler (`@get`, as ours are written) and as an ASGI one
+  (`@asgi`): what Litestar alone costs;
 - the alternative (bench/alt_fastapi/): FastAPI + pydantic + SQLAlchemy async, same server.
 
 Each is loaded by `wrk` (closed loop: each connection sends its next request when the answer
@@ -127,6 +128,7 @@ SERVED = {
     "alternative": {"paper", "search plain", "search filtered", "search browse", "search varied"},
     "ceiling": {"paper"},
     "litestar floor": {"paper"},
+    "litestar asgi": {"paper"},
 }
 
 
@@ -210,7 +212,7 @@ def run_app(app: str, command: list[str], env: dict[str, str], probe: str, corpu
                 )  # fmt: skip
                 figures.append(f)
                 print(
-                    f"{corpus:>6} {app:<18} {endpoint:<16} {connections:>3} {f.rps:>9,.0f} "
+                    f"{corpus:>6} {app:<26} {endpoint:<16} {connections:>3} {f.rps:>9,.0f} "
                     f"{f.p50:>8.2f} {f.p95:>8.2f} {f.p99:>8.2f} {f.non2xx:>6} {f.errors:>4}",
                     flush=True,
                 )
@@ -380,7 +382,7 @@ def ratio_lines(figures: list[Figures], server: str) -> list[str]:
     for (corpus, app, endpoint, conns), f in by.items():
         if app != ours_name:
             continue
-        for ref in ("ceiling", "litestar floor", "alternative"):
+        for ref in ("ceiling", "litestar floor", "litestar asgi", "alternative"):
             other = by.get((corpus, f"{ref} ({server})", endpoint, conns))
             if other is not None and other.rps == 0:
                 lines.append(f"{corpus:>6} {endpoint:<16} {conns:>3}  ours/{ref:<14} "
@@ -437,7 +439,7 @@ def main() -> None:
             base_env |= {"DATABASE_URL": url, "PAPERS_PORT": str(PORT),
                          "PAPERS_WORKERS": str(args.workers), "PAPERS_LOG_LEVEL": "WARNING",
                          "PAPERS_RATE_LIMIT_ENABLED": "false", "PAPERS_MAX_IN_FLIGHT": "10000"}  # fmt: skip
-            print(f"\n{'corpus':>6} {'app':<18} {'endpoint':<16} {'c':>3} {'req/s':>9} "
+            print(f"\n{'corpus':>6} {'app':<26} {'endpoint':<16} {'c':>3} {'req/s':>9} "
                   f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'non2xx':>6} {'err':>4}")  # fmt: skip
             for server in servers:
                 command = [sys.executable, "-m", "service", "serve"]
@@ -448,6 +450,7 @@ def main() -> None:
                     continue  # the reference points run under the first server only
                 for ref, target, factory in (("ceiling", "bench.ceiling_app:app", False),
                                              ("litestar floor", "bench.litestar_floor:create_app", True),
+                                             ("litestar asgi", "bench.litestar_floor:create_asgi_app", True),
                                              ("alternative", "bench.alt_fastapi.app:create_app", True)):  # fmt: skip
                     served = SERVED[ref] or set(plan)
                     sub = {k: v for k, v in plan.items() if k in served}
@@ -471,9 +474,9 @@ def summarise(figures: list[Figures], servers: list[str]) -> None:
     for server in servers:
         ours = [f for f in figures if f.app == f"ours ({server})"]
         for corpus in dict.fromkeys(f.corpus for f in ours):
-            mine, ceiling, floor, alternative = (
+            mine, ceiling, floor, asgi_floor, alternative = (
                 by.get((corpus, f"{app} ({server})", "paper", 16))
-                for app in ("ours", "ceiling", "litestar floor", "alternative")
+                for app in ("ours", "ceiling", "litestar floor", "litestar asgi", "alternative")
             )
             if mine and ceiling and ceiling.rps:
                 print(f"  [{server}] {corpus} paper, 16 connections: ours/ceiling "
@@ -483,7 +486,10 @@ def summarise(figures: list[Figures], servers: list[str]) -> None:
                       f"{mine.rps / alternative.rps:.2f} (target >= 2)")  # fmt: skip
             if floor and ceiling and ceiling.rps:
                 print(f"  [{server}] {corpus} paper, 16 connections: litestar floor/ceiling "
-                      f"{floor.rps / ceiling.rps:.2f} (the framework alone)")  # fmt: skip
+                      f"{floor.rps / ceiling.rps:.2f} (the framework alone, @get)")  # fmt: skip
+            if asgi_floor and ceiling and ceiling.rps:
+                print(f"  [{server}] {corpus} paper, 16 connections: litestar asgi/ceiling "
+                      f"{asgi_floor.rps / ceiling.rps:.2f} (the framework alone, @asgi)")  # fmt: skip
         worst = max(
             (f.p99 for f in ours if f.corpus == "seed" and f.connections == 16), default=None
         )
