@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,20 @@ async def every_paper(conn: db.Connection) -> list[dict[str, Any]]:
         {k: v for k, v in msgspec.to_builtins(p).items() if k not in DERIVED_AT_LOAD}
         for p in papers
     ]
+
+
+async def test_head_answers_the_headers_without_reading_the_papers(
+    client: Client, conn: db.Connection
+) -> None:
+    get = await client.get("/v1/papers.jsonl")
+    async with conn.transaction():  # every read of `papers` would wait for this lock
+        await conn.execute("LOCK TABLE papers IN ACCESS EXCLUSIVE MODE")
+        head = await asyncio.wait_for(client.head("/v1/papers.jsonl"), timeout=10)
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("content-type", "content-disposition", "cache-control", "vary", "etag"):
+        assert head.headers.get(name) == get.headers.get(name), name
+    assert "etag" not in head.headers  # a stream has no validator
 
 
 async def test_export_is_one_paper_json_per_line(client: Client) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
-from litestar import get
+from litestar import Request, get
 from litestar.datastructures import State
 from litestar.response import Stream
 
 from service import db
+from service.api.http import is_head
 
 JSONL = "application/x-ndjson"
 CHUNK = 500  # rows per round trip of the server-side cursor, and per chunk written
@@ -41,21 +43,29 @@ async def export_lines(pool: db.Pool, chunk: int = CHUNK) -> AsyncIterator[bytes
             yield bytes(lines)
 
 
+async def _no_lines() -> AsyncIterator[bytes]:
+    # One empty piece, not none: the answer stays a stream, with the GET's headers (no ETag
+    # and no Content-Length, which a stream does not have).
+    yield b""
+
+
 @get(
     "/v1/papers.jsonl",
     summary="Export every paper (JSON Lines)",
     tags=["papers"],
     media_type=JSONL,
 )
-async def export_papers(state: State) -> Stream:
+async def export_papers(state: State, request: Request[Any, Any, Any]) -> Stream:
     """Every paper, one per line, in id order: the loader's JSON Lines format, so
     `papers load export.jsonl` into another database yields the same papers.
 
     Each line is exactly the JSON of `GET /v1/papers/{id}`. The response is streamed from a
     server-side cursor over one consistent snapshot, so memory does not grow with the corpus.
+    `HEAD` answers with the same headers without reading the papers.
     """
+    lines = _no_lines() if is_head(request.scope) else export_lines(state.pool)
     return Stream(
-        export_lines(state.pool),
+        lines,
         media_type=JSONL,
         headers={"Content-Disposition": 'inline; filename="papers.jsonl"'},
     )

@@ -287,6 +287,15 @@ def unreadable_target(scope: Scope) -> str | None:
     return None
 
 
+_HEAD: Final = "papers.head"  # in the scope of a HEAD request answered as a GET
+
+
+def is_head(scope: Scope) -> bool:
+    """Whether this GET answers a HEAD: a handler may skip producing a body nobody gets
+    (the export would otherwise stream the whole corpus only for `edge` to drop it)."""
+    return bool(scope.get(_HEAD))
+
+
 def edge(app: ASGIApp, vary: tuple[str, ...]) -> ASGIApp:
     """Around CORS and the router: HEAD as GET without the body, `Vary` on every response,
     HEAD in `Allow`, CORS preflight refusals as problems, and a 400 `bad-request` for a
@@ -303,6 +312,7 @@ def edge(app: ASGIApp, vary: tuple[str, ...]) -> ASGIApp:
         head = scope["method"] == "HEAD"
         if head:
             scope["method"] = "GET"
+            scope[_HEAD] = True  # type: ignore[typeddict-unknown-key]
         preflight = scope["method"] == "OPTIONS" and _header(scope, b"origin") is not None
         refused: HTTPResponseStartEvent | None = None
 
