@@ -6,6 +6,7 @@
   (JSON Lines, JSON array), a listing of titles and abstracts, an arXiv feed, a daily-papers item.
 - A cursor decodes to what it was encoded from; any other token is refused with CursorError
   (a ValueError), never another exception.
+- `http_date` writes what the standard library's `format_datetime` writes.
 
 Examples are derandomized and bounded, so the suite is the same on every run and quick.
 """
@@ -13,7 +14,8 @@ Examples are derandomized and bounded, so the suite is the same on every run and
 from __future__ import annotations
 
 import string
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -23,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.api.cursor import CursorCodec, CursorError
+from service.api.http import http_date
 from service.ingest.arxiv_atom import ATOM_NS, parse_arxiv_atom
 from service.ingest.formats import PARSERS, Parser
 from service.ingest.hf_daily import parse_hf_daily
@@ -382,3 +385,17 @@ def test_a_cursor_is_refused_by_another_listing_and_after_its_lifetime(
         codec.decode(token, "papers" + other, now=NOW)
     with pytest.raises(CursorError):
         CursorCodec(b"o" * 32, TTL).decode(token, "papers", now=NOW)
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+        ),
+    )
+)
+def test_http_dates_are_the_standard_librarys(moment: datetime) -> None:
+    """`http_date` writes IMF-fixdate itself, for speed: it must say what email.utils says."""
+    assert http_date(moment) == format_datetime(moment.astimezone(UTC), usegmt=True)

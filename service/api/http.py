@@ -23,7 +23,7 @@ import importlib.util
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import msgspec
@@ -108,9 +108,31 @@ _PARAM: Final = re.compile(r"\{[^}]*\}")
 _ENTITY_TAG: Final = re.compile(r'(?:W/)?("[^"]*")')
 
 
+_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+
+
 def http_date(moment: datetime) -> str:
-    """An HTTP-date (`Last-Modified` value) for an aware datetime."""
-    return format_datetime(moment.astimezone(UTC), usegmt=True)
+    """An HTTP-date (`Last-Modified` value) for an aware datetime: RFC 9110's IMF-fixdate,
+    written directly (email.utils.format_datetime took a tenth of a per-paper request)."""
+    t = moment.astimezone(UTC)
+    return (
+        f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT"
+    )
 
 
 def strong_etag(body: bytes) -> str:
