@@ -200,7 +200,7 @@ def run_app(app: str, command: list[str], env: dict[str, str], probe: str, corpu
     try:
         server.wait_ready(probe)
         for endpoint, paths in plan.items():
-            time.sleep(1)  # let the previous endpoint's statements finish
+            wait_for_quiet_database(env["DATABASE_URL"])
             # Warm up every worker: connections, prepared statements, answers kept in caches.
             wrk(f"http://127.0.0.1:{PORT}", paths, 16, args.warmup, 10**9, work)
             for connections in args.connections:
@@ -219,6 +219,28 @@ def run_app(app: str, command: list[str], env: dict[str, str], probe: str, corpu
     finally:
         server.stop()
     return figures
+
+
+def wait_for_quiet_database(url: str, timeout: float = 300) -> None:
+    """Until PostgreSQL runs no other statement: those of connections wrk closed (an
+    alternative's search at 64 connections runs on for seconds) would slow the next figure."""
+    started = time.monotonic()
+    while asyncio.run(active_statements(url)) and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+
+
+async def active_statements(url: str) -> int:
+    """Statements running in other sessions of this database."""
+    conn = await db.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND state = 'active'
+                 AND pid <> pg_backend_pid()"""
+        )
+    finally:
+        await conn.close()
+    return count
 
 
 # --- corpora --------------------------------------------------------------------------------
