@@ -66,13 +66,28 @@ def request_id(scope: Scope) -> str:
             if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return f"{_new_ids.prefix}{next(_new_ids.counter):016x}"
 
 
-# New ids: unique per process (a random prefix) and cheap (a counter); ids name requests in
-# logs, they are not secrets. Re-drawn in each worker process, which imports this after fork.
-_ID_PREFIX: Final = os.urandom(8).hex()
-_ID_COUNTER: Final = itertools.count()
+class _IdSource:
+    """New request ids: unique per process (a random prefix) and cheap (a counter); ids name
+    requests in logs, they are not secrets. Re-drawn in every forked child: `papers serve`
+    imports this module before the server forks its workers."""
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+
+_new_ids = _IdSource()
+
+
+def _redraw_ids() -> None:
+    global _new_ids  # noqa: PLW0603 - one source per process
+    _new_ids = _IdSource()
+
+
+os.register_at_fork(after_in_child=_redraw_ids)
 
 
 def access_log_middleware(app: ASGIApp) -> ASGIApp:

@@ -14,18 +14,19 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from litestar.types import Scope
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.config import PROJECT_ROOT, Settings
-from service.logs import JsonFormatter
+from service.logs import JsonFormatter, request_id
 from tests.conftest import write
 from tests.test_limits import running
 
@@ -163,6 +164,26 @@ async def test_a_sane_request_id_is_echoed_and_anything_else_replaced(client: Cl
         assert replaced != bad
         assert len(replaced) == 32
         int(replaced, 16)
+
+
+def test_new_request_ids_differ_between_processes_forked_from_one() -> None:
+    """`papers serve` imports the id source before the server forks its workers: each worker
+    must draw its own prefix, or two workers would hand out the same ids."""
+    no_id = cast("Scope", {"type": "http", "headers": []})
+    parent = [request_id(no_id) for _ in range(2)]
+    assert parent[0] != parent[1]
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one new id, leave at once
+        os.write(writer, request_id(no_id).encode())
+        os._exit(0)
+    os.close(writer)
+    child = os.read(reader, 100).decode()
+    os.close(reader)
+    os.waitpid(pid, 0)
+    assert len(child) == 32
+    assert child[:16] != parent[0][:16]  # another prefix
+    assert child not in parent
 
 
 async def test_every_answer_carries_one_request_id(client: Client) -> None:
