@@ -122,7 +122,8 @@ def scenarios(ids: Sequence[str], topic: str, varied: Sequence[str]) -> dict[str
 
 TARGET_SEARCHES = ("search plain", "search typo", "search filtered")
 
-# What each app serves: ours everything, the alternative paper and search, the ceiling paper.
+# What each app serves: ours everything, the alternative paper and search, the ceiling and the
+# Litestar floors the paper.
 SERVED = {
     "ours": None,
     "alternative": {"paper", "search plain", "search filtered", "search browse", "search varied"},
