@@ -121,6 +121,14 @@ def scenarios(ids: Sequence[str], topic: str, varied: Sequence[str]) -> dict[str
 
 
 TARGET_SEARCHES = ("search plain", "search typo", "search filtered")
+APPS = ("ours", "ceiling", "litestar floor", "litestar asgi", "alternative")
+# The per-paper ratios the summary prints: (numerator, denominator, what it is measured against).
+PAPER_RATIOS = (
+    ("ours", "ceiling", "target >= 0.8"),
+    ("ours", "alternative", "target >= 2"),
+    ("litestar floor", "ceiling", "the framework alone, @get"),
+    ("litestar asgi", "ceiling", "the framework alone, @asgi"),
+)
 
 # What each app serves: ours everything, the alternative paper and search, the ceiling and the
 # Litestar floors the paper.
@@ -405,7 +413,7 @@ def ratio_lines(figures: list[Figures], server: str) -> list[str]:
     for (corpus, app, endpoint, conns), f in by.items():
         if app != ours_name:
             continue
-        for ref in ("ceiling", "litestar floor", "litestar asgi", "alternative"):
+        for ref in APPS[1:]:  # the references
             other = by.get((corpus, f"{ref} ({server})", endpoint, conns))
             if other is not None and other.rps == 0:
                 lines.append(f"{corpus:>6} {endpoint:<16} {conns:>3}  ours/{ref:<14} "
@@ -497,22 +505,12 @@ def summarise(figures: list[Figures], servers: list[str]) -> None:
     for server in servers:
         ours = [f for f in figures if f.app == f"ours ({server})"]
         for corpus in dict.fromkeys(f.corpus for f in ours):
-            mine, ceiling, floor, asgi_floor, alternative = (
-                by.get((corpus, f"{app} ({server})", "paper", 16))
-                for app in ("ours", "ceiling", "litestar floor", "litestar asgi", "alternative")
-            )
-            if mine and ceiling and ceiling.rps:
-                print(f"  [{server}] {corpus} paper, 16 connections: ours/ceiling "
-                      f"{mine.rps / ceiling.rps:.2f} (target >= 0.8)")  # fmt: skip
-            if mine and alternative and alternative.rps:
-                print(f"  [{server}] {corpus} paper, 16 connections: ours/alternative "
-                      f"{mine.rps / alternative.rps:.2f} (target >= 2)")  # fmt: skip
-            if floor and ceiling and ceiling.rps:
-                print(f"  [{server}] {corpus} paper, 16 connections: litestar floor/ceiling "
-                      f"{floor.rps / ceiling.rps:.2f} (the framework alone, @get)")  # fmt: skip
-            if asgi_floor and ceiling and ceiling.rps:
-                print(f"  [{server}] {corpus} paper, 16 connections: litestar asgi/ceiling "
-                      f"{asgi_floor.rps / ceiling.rps:.2f} (the framework alone, @asgi)")  # fmt: skip
+            paper = {app: by.get((corpus, f"{app} ({server})", "paper", 16)) for app in APPS}
+            for top, bottom, note in PAPER_RATIOS:
+                a, b = paper[top], paper[bottom]
+                if a and b and b.rps:
+                    print(f"  [{server}] {corpus} paper, 16 connections: {top}/{bottom} "
+                          f"{a.rps / b.rps:.2f} ({note})")  # fmt: skip
         worst = max(
             (f.p99 for f in ours if f.corpus == "seed" and f.connections == 16), default=None
         )

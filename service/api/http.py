@@ -419,7 +419,6 @@ SECURITY_HEADERS: Final = (
 )
 API_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _API_HEADERS: Final = (*SECURITY_HEADERS, API_CSP)
-_DOCS_HEADERS: Final = SECURITY_HEADERS
 
 
 def security_headers(app: ASGIApp) -> ASGIApp:
@@ -429,7 +428,7 @@ def security_headers(app: ASGIApp) -> ASGIApp:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        extra = _DOCS_HEADERS if scope["path"].startswith("/schema") else _API_HEADERS
+        extra = SECURITY_HEADERS if scope["path"].startswith("/schema") else _API_HEADERS
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
